@@ -1,0 +1,214 @@
+"""Rows: `Data` declarations, `Pair` and `Empty`.
+
+Rows are immutable and hashable so that a Z-set can be a plain dict of row -> weight.
+Field values are normalised to their declared types at construction, so
+`Product(price=3)` and `Product(price=3.0)` are one row with one identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import types
+import typing
+import uuid
+from typing import Any, ClassVar, Generic, TypeVar
+
+L = TypeVar("L")
+R = TypeVar("R")
+
+ATOM_TYPES: tuple[type, ...] = (
+    str,
+    int,
+    float,
+    bool,
+    bytes,
+    type(None),
+    datetime.date,
+    datetime.datetime,
+    datetime.time,
+    datetime.timedelta,
+    uuid.UUID,
+    decimal.Decimal,
+)
+
+
+class UnsupportedType(TypeError):
+    """A row declaration or value that cannot be stored in a Z-set."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except NameError:
+        return {}
+
+
+def _check_annotation(owner: str, field: str, tp: Any) -> None:
+    """Refuse annotations whose values could be mutable or unserialisable."""
+    if tp is Any or tp is object:
+        return
+    if isinstance(tp, type):
+        if issubclass(tp, ATOM_TYPES) or issubclass(tp, (Data, enum.Enum, Pair, Empty)):
+            return
+        if tp in (tuple, frozenset):
+            return
+        raise UnsupportedType(
+            f"{owner}.{field}: type {tp.__name__!r} is not supported in a row; use an atom "
+            "(str, int, float, bool, None, date, datetime, UUID, Decimal, Enum), a tuple, "
+            "a frozenset or another st.Data"
+        )
+    origin = typing.get_origin(tp)
+    if origin in (tuple, frozenset, typing.Union, types.UnionType, Pair):
+        for arg in typing.get_args(tp):
+            if arg is not Ellipsis:
+                _check_annotation(owner, field, arg)
+        return
+    if origin is typing.Literal:
+        return
+    raise UnsupportedType(f"{owner}.{field}: type {tp!r} is not supported in a row")
+
+
+def _coercer(tp: Any) -> Any:
+    """Return a function that normalises a value to `tp`, or None when none is needed."""
+    members: tuple[Any, ...]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = typing.get_args(tp)
+    else:
+        members = (tp,)
+    if float in members and int not in members:
+        return _to_float
+    if decimal.Decimal in members and int not in members:
+        return _to_decimal
+    return None
+
+
+def _to_float(v: Any) -> Any:
+    if type(v) is int:
+        return float(v)
+    return v
+
+
+def _to_decimal(v: Any) -> Any:
+    if type(v) is int:
+        return decimal.Decimal(v)
+    return v
+
+
+class Data:
+    """Base of user row types: `class Product(st.Data): name: str; price: float`.
+
+    Subclasses become frozen, keyword-only, ordered dataclasses. Fields are inherited,
+    including from several bases (`class UserMeter(User, Meter)`).
+    """
+
+    __st_fields__: ClassVar[tuple[str, ...]] = ()
+    __st_coerce__: ClassVar[tuple[tuple[str, Any], ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(frozen=True, kw_only=True, order=True, eq=True)(cls)
+        cls.__hash__ = Data.__hash__  # type: ignore[method-assign]
+        cls.__st_fields__ = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        hints = _field_types(cls)
+        for name in cls.__st_fields__:
+            if name in hints:
+                _check_annotation(cls.__qualname__, name, hints[name])
+        cls.__st_coerce__ = tuple(
+            (name, c) for name in cls.__st_fields__ if (c := _coercer(hints.get(name))) is not None
+        )
+        from stepping_django.engine import serialize
+
+        serialize.register_class(cls)
+
+    def __post_init__(self) -> None:
+        for name, coerce in self.__st_coerce__:
+            value = self.__dict__[name]
+            new = coerce(value)
+            if new is not value:
+                object.__setattr__(self, name, new)
+
+    def __hash__(self) -> int:
+        try:
+            return self.__dict__["_st_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            d = self.__dict__
+            h = hash((type(self).__qualname__, *(d[n] for n in self.__st_fields__)))
+            object.__setattr__(self, "_st_hash", h)
+            return h
+
+    def st_values(self) -> tuple[Any, ...]:
+        d = self.__dict__
+        return tuple(d[n] for n in self.__st_fields__)
+
+
+class Pair(Generic[L, R]):
+    """Two rows side by side: what join and group produce."""
+
+    __slots__ = ("left", "right", "_h")
+    left: L
+    right: R
+
+    def __init__(self, left: L, right: R) -> None:
+        object.__setattr__(self, "left", left)
+        object.__setattr__(self, "right", right)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_h":
+            object.__setattr__(self, name, value)
+            return
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __hash__(self) -> int:
+        try:
+            return self._h  # type: ignore[no-any-return,has-type,attr-defined]
+        except AttributeError:
+            h = hash(("Pair", self.left, self.right))
+            object.__setattr__(self, "_h", h)
+            return h
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Pair:
+            return NotImplemented
+        return self.left == other.left and self.right == other.right  # type: ignore[attr-defined,no-any-return]
+
+    def __lt__(self, other: Pair[L, R]) -> bool:
+        return (self.left, self.right) < (other.left, other.right)  # type: ignore[operator]
+
+    def __repr__(self) -> str:
+        return f"Pair(left={self.left!r}, right={self.right!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Pair, (self.left, self.right))
+
+
+class Empty:
+    """The right side of an outer-join row that has no match."""
+
+    __slots__ = ()
+    _instance: ClassVar[Empty | None] = None
+
+    def __new__(cls) -> Empty:
+        if cls._instance is None:
+            cls._instance = object.__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "EMPTY"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Empty)
+
+    def __hash__(self) -> int:
+        return 0x5E7EE
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Empty, ())
+
+
+EMPTY = Empty()

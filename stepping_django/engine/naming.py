@@ -1,0 +1,129 @@
+"""Stable names for vertices and their tables.
+
+A vertex's name hashes its operator kind, its parameters (the *source* of user functions,
+normalised through the AST, plus the values they close over) and the names of its inputs.
+So a name is the same in every process and on every deploy, does not depend on the module
+being `__main__` or on local variable names, and changes exactly when the computation
+upstream of the vertex changes.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import functools
+import hashlib
+import inspect
+import linecache
+import textwrap
+import types
+import typing
+from typing import Any
+
+from stepping_django.engine.index import Index
+
+
+def digest(text: str, n: int = 12) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()[:n]
+
+
+def vertex_name(kind: str, params: str, inputs: tuple[str, ...]) -> str:
+    return f"{kind}_{digest('|'.join((kind, params, *inputs)))}"
+
+
+def fingerprint(value: Any) -> str:
+    """A text that changes when `value`'s behaviour as an operator parameter changes."""
+    if isinstance(value, Index):
+        return value.fingerprint()
+    custom = getattr(value, "st_fingerprint", None)
+    if custom is not None and callable(custom):
+        return str(custom())
+    if isinstance(value, functools.partial):
+        args = ",".join(fingerprint(a) for a in value.args)
+        kw = ",".join(f"{k}={fingerprint(v)}" for k, v in sorted(value.keywords.items()))
+        return f"partial({fingerprint(value.func)},{args},{kw})"
+    if isinstance(value, types.FunctionType):
+        return function_fingerprint(value)
+    if isinstance(value, type):
+        return f"type:{value.__qualname__}"
+    if isinstance(value, (types.BuiltinFunctionType, types.MethodType)):
+        return f"builtin:{getattr(value, '__qualname__', repr(value))}"
+    if isinstance(value, (tuple, list, frozenset)):
+        return "(" + ",".join(fingerprint(v) for v in value) + ")"
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__qualname__}.{value.name}"
+    if value is None or isinstance(value, (str, int, float, bool, bytes)):
+        return repr(value)
+    if typing.get_origin(value) is not None:
+        return repr(value)
+    return f"object:{type(value).__qualname__}"
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(filename: str, mtime_key: int) -> ast.Module | None:
+    source = "".join(linecache.getlines(filename))
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        return None
+
+
+def _lambda_source(fn: types.FunctionType) -> str | None:
+    """The exact source of a lambda, found among the lambdas on its first line."""
+    code = fn.__code__
+    filename = code.co_filename
+    lines = linecache.getlines(filename)
+    tree = _parsed(filename, hash(tuple(lines)))
+    if tree is None:
+        return None
+    candidates = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Lambda) and node.lineno == code.co_firstlineno
+    ]
+    if len(candidates) > 1:
+        spans = [
+            (ln, col) for ln, _, col, _ in code.co_positions() if ln is not None and col is not None
+        ]
+        if spans:
+            ln, col = min(spans)
+            containing = [
+                c
+                for c in candidates
+                if (c.lineno, c.col_offset) <= (ln, col)
+                and (ln, col) <= (c.end_lineno or ln, c.end_col_offset or col)
+            ]
+            if containing:
+                candidates = sorted(
+                    containing,
+                    key=lambda c: ((c.end_lineno or 0) - c.lineno, -c.col_offset),
+                )
+    if not candidates:
+        return None
+    return ast.unparse(candidates[0])
+
+
+def function_fingerprint(fn: types.FunctionType) -> str:
+    source: str | None
+    if fn.__name__ == "<lambda>":
+        source = _lambda_source(fn)
+    else:
+        try:
+            source = ast.unparse(ast.parse(textwrap.dedent(inspect.getsource(fn))))
+        except (OSError, TypeError, SyntaxError):
+            source = None
+    if source is None:
+        code = fn.__code__
+        source = f"code:{code.co_code.hex()}:{code.co_names}:{code.co_consts!r}"
+    extra = []
+    if fn.__defaults__:
+        extra.append("defaults=" + fingerprint(fn.__defaults__))
+    if fn.__closure__:
+        cells = []
+        for cell in fn.__closure__:
+            try:
+                cells.append(fingerprint(cell.cell_contents))
+            except ValueError:
+                cells.append("<empty>")
+        extra.append("closure=" + ",".join(cells))
+    return source + ("|" + "|".join(extra) if extra else "")

@@ -1,0 +1,1 @@
+"""One operator per module, each with its incremental rule in its docstring."""
