@@ -62,3 +62,7 @@ from stepping_django.engine.zset import ZSetPython as ZSetPython
 #: How long an iteration waits for a table to reach its frontier before giving up.
 #: Read at each wait, so setting it at run time takes effect.
 MAX_SLEEP_SECS: float = 5.0
+
+from stepping_django.engine.dot import to_dot as to_dot  # noqa: E402
+from stepping_django.engine.dot import to_text as to_text  # noqa: E402
+from stepping_django.engine.dot import write_png as write_png  # noqa: E402
