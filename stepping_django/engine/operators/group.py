@@ -10,6 +10,7 @@ key -> Z-set, the sub-query runs on each, and groups with no rows do not exist.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from stepping_django.engine.data import Pair
@@ -86,6 +87,14 @@ def flatten(g: Any) -> Any:
     raise TypeError(f"flatten: expected a grouped value, got {type(g).__name__}")
 
 
+_inside_group: ContextVar[bool] = ContextVar("inside_group", default=False)
+
+
+def inside_group() -> bool:
+    """True while `per_group` runs its sub-query from scratch on one group's Z-set."""
+    return _inside_group.get()
+
+
 class _PerGroup:
     """`st.per_group[grouped](lambda g: ...)`."""
 
@@ -99,7 +108,11 @@ class _PerGroup:
                     raise CompileError("per_group: the function must return a grouped stream")
                 return out
             if isinstance(g, Grouped):
-                results = {k: concrete(fn(z)) for k, z in g.groups.items()}
+                token = _inside_group.set(True)
+                try:
+                    results = {k: concrete(fn(z)) for k, z in g.groups.items()}
+                finally:
+                    _inside_group.reset(token)
                 return Grouped({k: z for k, z in results.items() if z}, g.by)
             raise TypeError(f"per_group: expected a grouped value, got {type(g).__name__}")
 

@@ -14,6 +14,7 @@ from typing import Any
 from stepping_django.engine.graph import Vertex
 from stepping_django.engine.naming import fingerprint
 from stepping_django.engine.operators.common import concrete, is_stream
+from stepping_django.engine.operators.group import inside_group
 from stepping_django.engine.stores.base import State, StateSpec
 from stepping_django.engine.zset import ZSetPython
 
@@ -73,4 +74,7 @@ def reduce(a: Any, *, zero: Callable[[], Any], pick_value: Callable[[Any], Any])
 
             return grouped_reduce(a, zero, pick_value)
         return a.builder.add(ReduceVertex(a.vertex, zero, pick_value))
-    return ZSetPython.wrap({reduce_from_scratch(concrete(a), zero, pick_value): 1})
+    z = concrete(a)
+    if not z and inside_group():
+        return ZSetPython()  # a group with no rows has no row, as in SQL's GROUP BY
+    return ZSetPython.wrap({reduce_from_scratch(z, zero, pick_value): 1})
