@@ -1,0 +1,103 @@
+"""first_n: the first n rows of the integral in index order (ORDER BY ... LIMIT n).
+
+A row of weight 3 is three rows; rows of weight <= 0 are skipped; ties are broken by row
+identity, the same in every store.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+
+from stepping_django import engine as st
+from tests.engine.operators.driver import (
+    Item,
+    Step,
+    StoreMaker,
+    Tag,
+    check_incremental,
+    engine_settings,
+    items,
+    steps,
+    tags,
+)
+
+by_value = st.Index.pick(Item, lambda i: i.value)
+by_value_desc = st.Index.pick(Item, lambda i: i.value, ascending=False)
+by_key_asc_value_desc = st.Index.pick(Item, lambda i: (i.key, i.value), ascending=(True, False))
+by_tag_key = st.Index.pick(Tag, lambda t: t.key)
+
+
+def lowest_two(a: st.ZSet[Item]) -> st.ZSet[Item]:
+    return st.first_n(a, index=by_value, n=2)
+
+
+def highest_three(a: st.ZSet[Item]) -> st.ZSet[Item]:
+    return st.first_n(a, index=by_value_desc, n=3)
+
+
+def first_by_mixed_order(a: st.ZSet[Item]) -> st.ZSet[Item]:
+    return st.first_n(a, index=by_key_asc_value_desc, n=3)
+
+
+def first_tag(a: st.ZSet[Tag]) -> st.ZSet[Tag]:
+    """Keys may be None (first when ascending); many ties."""
+    return st.first_n(a, index=by_tag_key, n=1)
+
+
+def top_of_a_map(a: st.ZSet[Item]) -> st.ZSet[Item]:
+    """Ties everywhere: many rows share a value after the map."""
+    mapped = st.map(a, f=lambda i: Item(key=i.key % 2, value=i.value // 2))
+    return st.first_n(mapped, index=by_value, n=2)
+
+
+@engine_settings
+@given(run=steps(items))
+def test_first_n_ascending_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
+    check_incremental(make_store, lowest_two, run)
+
+
+@engine_settings
+@given(run=steps(items))
+def test_first_n_descending_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
+    check_incremental(make_store, highest_three, run)
+
+
+@engine_settings
+@given(run=steps(items))
+def test_first_n_on_a_composite_index_with_mixed_order_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, first_by_mixed_order, run)
+
+
+@engine_settings
+@given(run=steps(tags))
+def test_first_n_with_ties_and_none_keys_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, first_tag, run)
+
+
+@engine_settings
+@given(run=steps(items))
+def test_first_n_of_a_map_with_ties_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, top_of_a_map, run)
+
+
+def test_first_n_counts_weight_and_cuts_a_heavy_row_short() -> None:
+    low, mid, high = (Item(key=0, value=v) for v in (0, 1, 2))
+    z = st.ZSetPython({low: 1, mid: 5, high: 1})
+    assert lowest_two(z) == st.ZSetPython({low: 1, mid: 1})
+    assert highest_three(z) == st.ZSetPython({high: 1, mid: 2})
+
+
+def test_first_n_skips_rows_of_negative_weight() -> None:
+    low, mid = Item(key=0, value=0), Item(key=0, value=1)
+    assert lowest_two(st.ZSetPython({low: -1, mid: 1})) == st.ZSetPython({mid: 1})
+
+
+def test_first_n_orders_none_first_when_ascending() -> None:
+    none, one = Tag(key=None, label="b"), Tag(key=1, label="a")
+    assert first_tag(st.ZSetPython({one: 1, none: 1})) == st.ZSetPython({none: 1})
