@@ -122,6 +122,7 @@ class Data:
         from stepping_django.engine import serialize
 
         serialize.register_class(cls)
+        _install_init(cls)
 
     def __post_init__(self) -> None:
         for name, coerce in self.__st_coerce__:
@@ -131,13 +132,20 @@ class Data:
                 object.__setattr__(self, name, new)
 
     def __hash__(self) -> int:
+        # Set by the generated __init__; rows made another way (decoded, unpickled,
+        # object.__new__) compute it here once.
         try:
-            return self.__dict__["_st_hash"]  # type: ignore[no-any-return]
-        except KeyError:
+            return self._st_hash  # type: ignore[no-any-return,attr-defined]
+        except AttributeError:
             d = self.__dict__
-            h = hash((type(self).__qualname__, *(d[n] for n in self.__st_fields__)))
-            object.__setattr__(self, "_st_hash", h)
+            h = hash((type(self).__st_class_id__, *(d[n] for n in self.__st_fields__)))  # type: ignore[attr-defined]
+            d["_st_hash"] = h
             return h
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Only the fields: a cached hash is only valid in the process that computed it.
+        d = self.__dict__
+        return {n: d[n] for n in self.__st_fields__}
 
     def st_values(self) -> tuple[Any, ...]:
         d = self.__dict__
@@ -152,8 +160,13 @@ class Pair(Generic[L, R]):
     right: R
 
     def __init__(self, left: L, right: R) -> None:
-        object.__setattr__(self, "left", left)
-        object.__setattr__(self, "right", right)
+        _set_left(self, left)
+        _set_right(self, right)
+        # Nearly every pair becomes a Z-set key: hash it now, once.
+        try:
+            _set_h(self, hash((_PAIR_SALT, left, right)))
+        except TypeError:
+            pass
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "_h":
@@ -165,8 +178,8 @@ class Pair(Generic[L, R]):
         try:
             return self._h  # type: ignore[no-any-return,has-type,attr-defined]
         except AttributeError:
-            h = hash(("Pair", self.left, self.right))
-            object.__setattr__(self, "_h", h)
+            h = hash((_PAIR_SALT, self.left, self.right))
+            _set_h(self, h)
             return h
 
     def __eq__(self, other: object) -> bool:
@@ -182,6 +195,12 @@ class Pair(Generic[L, R]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Pair, (self.left, self.right))
+
+
+_PAIR_SALT = 0x9A1E
+_set_left: Any = Pair.__dict__["left"].__set__
+_set_right: Any = Pair.__dict__["right"].__set__
+_set_h: Any = Pair.__dict__["_h"].__set__
 
 
 class Empty:
@@ -212,3 +231,67 @@ class Empty:
 
 
 EMPTY = Empty()
+
+
+def _install_init(cls: type) -> None:
+    """Replace the dataclass `__init__` of `cls` by one that sets the fields straight into
+    the instance dict, normalises int -> float/Decimal inline, and caches the row's hash
+    (every row is hashed: Z-sets are dicts). The semantics are the dataclass's: keyword-only,
+    defaults, then the class's own `__post_init__` if it has one. Classes with
+    `default_factory` or `init=False` fields keep the dataclass `__init__`."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = [f.name for f in fields]
+    if any(
+        not f.init
+        or f.default_factory is not dataclasses.MISSING
+        or not f.name.isidentifier()
+        or f.name.startswith("_st")
+        or f.name == "self"
+        for f in fields
+    ):
+        return
+    ns: dict[str, Any] = {
+        "_hash": hash,
+        "_int": int,
+        "_float": float,
+        "_Decimal": decimal.Decimal,
+        "_TypeError": TypeError,
+        "_cid": cls.__st_class_id__,  # type: ignore[attr-defined]
+    }
+    params = []
+    for f in fields:
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            ns[f"_st_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_st_default_{f.name}")
+    body = []
+    for name, coerce in cls.__st_coerce__:  # type: ignore[attr-defined]
+        if coerce is _to_float:
+            body.append(f"    if type({name}) is _int: {name} = _float({name})")
+        elif coerce is _to_decimal:
+            body.append(f"    if type({name}) is _int: {name} = _Decimal({name})")
+        else:
+            ns[f"_st_coerce_{name}"] = coerce
+            body.append(f"    {name} = _st_coerce_{name}({name})")
+    body.append("    _st_d = self.__dict__")
+    body += [f"    _st_d[{n!r}] = {n}" for n in names]
+    own_post_init = cls.__post_init__ is not Data.__post_init__  # type: ignore[attr-defined]
+    if own_post_init:
+        body.append("    self.__post_init__()")
+        values = ", ".join(f"_st_d[{n!r}]" for n in names)
+    else:
+        values = ", ".join(names)
+    body += [
+        "    try:",
+        f"        _st_d['_st_hash'] = _hash((_cid, {values}{',' if len(names) == 1 else ''}))",
+        "    except _TypeError:",
+        "        pass",
+    ]
+    sig = ", ".join(["self", "*", *params]) if params else "self"
+    src = f"def __init__({sig}) -> None:\n" + "\n".join(body) + "\n"
+    exec(src, ns)
+    init = ns["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    cls.__init__ = init  # type: ignore[misc]
