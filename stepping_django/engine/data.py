@@ -137,15 +137,13 @@ class Data:
         try:
             return self._st_hash  # type: ignore[no-any-return,attr-defined]
         except AttributeError:
-            d = self.__dict__
-            h = hash((type(self).__st_class_id__, *(d[n] for n in self.__st_fields__)))  # type: ignore[attr-defined]
-            d["_st_hash"] = h
+            h = hash((type(self).__st_class_id__, *[getattr(self, n) for n in self.__st_fields__]))  # type: ignore[attr-defined]
+            object.__setattr__(self, "_st_hash", h)
             return h
 
     def __getstate__(self) -> dict[str, Any]:
         # Only the fields: a cached hash is only valid in the process that computed it.
-        d = self.__dict__
-        return {n: d[n] for n in self.__st_fields__}
+        return {n: getattr(self, n) for n in self.__st_fields__}
 
     def st_values(self) -> tuple[Any, ...]:
         d = self.__dict__
@@ -256,6 +254,7 @@ def _install_init(cls: type) -> None:
         "_float": float,
         "_Decimal": decimal.Decimal,
         "_TypeError": TypeError,
+        "_set": object.__setattr__,
         "_cid": cls.__st_class_id__,  # type: ignore[attr-defined]
     }
     params = []
@@ -274,17 +273,18 @@ def _install_init(cls: type) -> None:
         else:
             ns[f"_st_coerce_{name}"] = coerce
             body.append(f"    {name} = _st_coerce_{name}({name})")
-    body.append("    _st_d = self.__dict__")
-    body += [f"    _st_d[{n!r}] = {n}" for n in names]
+    # object.__setattr__ keeps the attributes inline (no per-row dict object): half the
+    # memory of a row, and far less for the cyclic collector to walk.
+    body += [f"    _set(self, {n!r}, {n})" for n in names]
     own_post_init = cls.__post_init__ is not Data.__post_init__  # type: ignore[attr-defined]
     if own_post_init:
         body.append("    self.__post_init__()")
-        values = ", ".join(f"_st_d[{n!r}]" for n in names)
+        values = ", ".join(f"self.{n}" for n in names)
     else:
         values = ", ".join(names)
     body += [
         "    try:",
-        f"        _st_d['_st_hash'] = _hash((_cid, {values}{',' if len(names) == 1 else ''}))",
+        f"        _set(self, '_st_hash', _hash((_cid, {values}{',' if len(names) == 1 else ''})))",
         "    except _TypeError:",
         "        pass",
     ]

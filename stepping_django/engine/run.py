@@ -3,6 +3,8 @@ changes. `actions` wraps iteration for one input at a time, the way stepping doe
 
 from __future__ import annotations
 
+import gc
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -82,6 +84,12 @@ def iteration(
     values: list[Any] = [_EMPTY] * plan.size
     for i, z in zip(plan.input_slots, inputs):
         values[i] = _as_python(z)
+    # Rows hold no reference cycles; a cyclic collection in the middle of an iteration
+    # would only walk every row the states hold, more often as they grow. Collections
+    # run between iterations instead.
+    gc_enabled = gc.isenabled()
+    if gc_enabled:
+        gc.disable()
     store.begin(time)
     try:
         for s in plan.steps:
@@ -101,15 +109,23 @@ def iteration(
             store.commit(time)
     except BaseException:
         store.rollback()
+        if gc_enabled:
+            gc.enable()
         raise
-    return tuple(_as_python(values[i]) for i in plan.output_slots)
+    try:
+        return tuple(_as_python(values[i]) for i in plan.output_slots)
+    finally:
+        # Free the intermediate Z-sets before the collector may run, so it never walks them.
+        values.clear()
+        if gc_enabled:
+            gc.enable()
 
 
 def _bag(rows: Sequence[Any], sign: int) -> ZSetPython[Any]:
-    d: dict[Any, int] = {}
-    for r in rows:
-        d[r] = d.get(r, 0) + sign
-    return ZSetPython.wrap(d)
+    counts = Counter(rows)  # counted in C, one hash per row
+    if sign == 1:
+        return ZSetPython.wrap(dict(counts))
+    return ZSetPython.wrap({r: c * sign for r, c in counts.items()})
 
 
 class Action:
