@@ -82,21 +82,33 @@ def _lambda_source(fn: types.FunctionType) -> str | None:
         if isinstance(node, ast.Lambda) and node.lineno == code.co_firstlineno
     ]
     if len(candidates) > 1:
+        # The smallest lambda holding every instruction of the code. Zero-width positions
+        # (RESUME, the implicit return) point at column 0 and must not count.
         spans = [
-            (ln, col) for ln, _, col, _ in code.co_positions() if ln is not None and col is not None
+            ((ln, col), (end_ln, end_col))
+            for ln, end_ln, col, end_col in code.co_positions()
+            if ln is not None
+            and end_ln is not None
+            and col is not None
+            and end_col is not None
+            and (ln, col) != (end_ln, end_col)
         ]
         if spans:
-            ln, col = min(spans)
+            start = min(a for a, _ in spans)
+            end = max(b for _, b in spans)
             containing = [
                 c
                 for c in candidates
-                if (c.lineno, c.col_offset) <= (ln, col)
-                and (ln, col) <= (c.end_lineno or ln, c.end_col_offset or col)
+                if (c.lineno, c.col_offset) <= start
+                and end <= (c.end_lineno or start[0], c.end_col_offset or start[1])
             ]
             if containing:
                 candidates = sorted(
                     containing,
-                    key=lambda c: ((c.end_lineno or 0) - c.lineno, -c.col_offset),
+                    key=lambda c: (
+                        (c.end_lineno or 0) - c.lineno,
+                        (c.end_col_offset or 0) - c.col_offset,
+                    ),
                 )
     if not candidates:
         return None
