@@ -137,9 +137,22 @@ class Data:
         try:
             return self._st_hash  # type: ignore[no-any-return,attr-defined]
         except AttributeError:
-            h = hash((type(self).__st_class_id__, *[getattr(self, n) for n in self.__st_fields__]))  # type: ignore[attr-defined]
+            values = [getattr(self, n) for n in self.__st_fields__]
+            try:
+                h = hash((type(self).__st_class_id__, *values))  # type: ignore[attr-defined]
+            except TypeError as e:
+                raise UnsupportedType(f"{type(self).__qualname__}.{self._st_unhashable()}: {e}") from e
             object.__setattr__(self, "_st_hash", h)
             return h
+
+    def _st_unhashable(self) -> str:
+        """The first field whose value cannot be hashed (so cannot be in a row)."""
+        for name in self.__st_fields__:
+            try:
+                hash(getattr(self, name))
+            except TypeError:
+                return name
+        return "?"
 
     def __getstate__(self) -> dict[str, Any]:
         # Only the fields: a cached hash is only valid in the process that computed it.
