@@ -104,7 +104,7 @@ def _default(value: Any) -> Any:
     if t is uuid.UUID:
         return msgpack.ExtType(EXT_UUID, value.bytes)
     if t is decimal.Decimal:
-        return msgpack.ExtType(EXT_DECIMAL, str(value).encode())
+        return msgpack.ExtType(EXT_DECIMAL, _canonical_decimal(value).encode())
     if isinstance(value, enum.Enum):
         return msgpack.ExtType(EXT_ENUM, _pack([class_id(t), value.value]))
     if t is int:
@@ -114,6 +114,20 @@ def _default(value: Any) -> Any:
             f"value {value!r} of subclass {t.__qualname__} is not supported; convert it first"
         )
     raise SerializationError(f"value of type {t.__qualname__} cannot be stored in a row: {value!r}")
+
+
+def _canonical_decimal(d: decimal.Decimal) -> str:
+    """One text per value: Decimal("1.0") == Decimal("1.00") must be one row, so trailing
+    zeros go (exactly, without the context's rounding), and -0 is 0."""
+    if not d.is_finite():
+        return str(d)
+    sign, digits, exponent = d.as_tuple()
+    if not any(digits):
+        return "0"
+    end = len(digits)
+    while digits[end - 1] == 0:
+        end -= 1
+    return str(decimal.Decimal((sign, digits[:end], int(exponent) + len(digits) - end)))
 
 
 def _failing_field(row: Data) -> str:
