@@ -75,7 +75,7 @@ def containers(children: hs.SearchStrategy[Any]) -> hs.SearchStrategy[Any]:
     )
 
 
-values: hs.SearchStrategy[Any] = hs.recursive(atoms, containers, max_leaves=8)
+values: hs.SearchStrategy[Any] = hs.recursive(atoms, containers, max_leaves=6)
 
 
 def same_types(a: Any, b: Any) -> bool:
@@ -112,7 +112,7 @@ def test_a_row_round_trips_inside_a_data_row_and_a_pair(value: Any) -> None:
     assert identity(back) == identity(row)
 
 
-@given(members=hs.lists(values, max_size=5))
+@given(members=hs.lists(atoms, max_size=5))
 def test_a_frozenset_encodes_the_same_whatever_its_insertion_order(members: list[Any]) -> None:
     forward, backward = frozenset(members), frozenset(reversed(members))
     assert dumps(Box(value=forward)) == dumps(Box(value=backward))
@@ -215,7 +215,7 @@ def test_uuid_and_date_types_are_kept_apart_from_their_text() -> None:
 
 
 @given(
-    value=hs.decimals(allow_nan=False, allow_infinity=False, places=2),
+    value=hs.decimals(min_value=-(10**9), max_value=10**9, places=2),
     extra_zeros=hs.integers(0, 4),
 )
 def test_a_decimal_has_one_encoding_whatever_its_trailing_zeros(
