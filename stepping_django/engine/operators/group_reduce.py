@@ -20,7 +20,7 @@ from stepping_django.engine.data import Pair
 from stepping_django.engine.graph import Stream, Vertex
 from stepping_django.engine.index import Index
 from stepping_django.engine.naming import fingerprint
-from stepping_django.engine.operators.common import add_into, concrete, is_stream
+from stepping_django.engine.operators.common import concrete, is_stream
 from stepping_django.engine.operators.reduce import reduce_from_scratch
 from stepping_django.engine.stores.base import State, StateSpec
 from stepping_django.engine.zset import ZSetPython
@@ -58,23 +58,37 @@ class GroupReduceVertex(Vertex):
 
     def step(self, states: tuple[State, ...], inputs: list[ZSetPython[Any]]) -> ZSetPython[Any]:
         rows, groups = states
-        change = inputs[0].data
+        z = inputs[0]
+        change = z.data
         before = rows.weights(change.keys())
-        rows.add(inputs[0])
+        rows.add(z)
         by, pick = self.by.f, self.pick_value
+        # Per touched group key: [sum of pick_value * weight, change in its row count].
         acc: dict[Any, list[Any]] = {}
-        for row, c in change.items():
-            k = by(row)
-            w = before.get(row, 0)
-            dn = (w + c != 0) - (w != 0)
-            v = pick(row) * c
-            e = acc.get(k)
-            if e is None:
-                acc[k] = [v, dn]
-            else:
-                e[0] = e[0] + v
-                e[1] += dn
+        get = acc.get
+        if before:
+            weight_before = before.get
+            for row, c in change.items():
+                k = by(row)
+                w = weight_before(row, 0)
+                dn = (w + c != 0) - (w != 0)
+                e = get(k)
+                if e is None:
+                    acc[k] = [pick(row) * c, dn]
+                else:
+                    e[0] = e[0] + pick(row) * c
+                    e[1] += dn
+        else:  # every row is new: each one adds a row to its group
+            for row, c in change.items():
+                k = by(row)
+                e = get(k)
+                if e is None:
+                    acc[k] = [pick(row) * c, 1]
+                else:
+                    e[0] = e[0] + pick(row) * c
+                    e[1] += 1
         current = groups.lookup(self.key_index, acc.keys())
+        # Keys are distinct, so each (group row, output row) below is set at most once.
         out: dict[Any, int] = {}
         group_change: dict[Any, int] = {}
         zero = self.zero
@@ -83,17 +97,25 @@ class GroupReduceVertex(Vertex):
             if b:
                 old_row = next(iter(b))
                 _, old_value, old_n = old_row
-                group_change[old_row] = -1
-                add_into(out, Pair(old_value, k), -1)
-            else:
-                old_value, old_n = zero(), 0
-            n = old_n + dn
-            if n:
-                value = old_value + dv
-                add_into(group_change, (k, value, n), 1)
-                add_into(out, Pair(value, k), 1)
+                n = old_n + dn
+                if n:
+                    value = old_value + dv
+                    new_row = (k, value, n)
+                    if new_row != old_row:
+                        group_change[old_row] = -1
+                        group_change[new_row] = 1
+                    if value != old_value:
+                        out[Pair(old_value, k)] = -1
+                        out[Pair(value, k)] = 1
+                else:
+                    group_change[old_row] = -1
+                    out[Pair(old_value, k)] = -1
+            elif dn:
+                value = zero() + dv
+                group_change[(k, value, dn)] = 1
+                out[Pair(value, k)] = 1
         if group_change:
-            groups.add(ZSetPython.wrap({k: v for k, v in group_change.items() if v}))
+            groups.add(ZSetPython.wrap(group_change))
         return ZSetPython.wrap(out)
 
 

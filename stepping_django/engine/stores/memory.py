@@ -46,28 +46,32 @@ class MemoryState:
     def _apply(self, items: dict[Any, int]) -> None:
         if self._sorted:
             was = {row: self._weight(row) != 0 for row in items}
-        if self._data is not None:
-            d = self._data
+        d = self._data
+        if d is not None:
+            pop = d.pop
             for row, c in items.items():
-                n = d.get(row, 0) + c
+                n = pop(row, 0) + c
                 if n:
                     d[row] = n
-                else:
-                    del d[row]
         for f, buckets in self._fs:
+            get = buckets.get
+            emptied = []
             for row, c in items.items():
                 k = f(row)
-                b = buckets.get(k)
+                b = get(k)
                 if b is None:
                     buckets[k] = {row: c}
                     continue
-                n = b.get(row, 0) + c
+                n = b.pop(row, 0) + c
                 if n:
                     b[row] = n
-                else:
-                    del b[row]
-                    if not b:
-                        del buckets[k]
+                elif not b:
+                    # Dropped at the end: a change that replaces a key's only row
+                    # (retract old, insert new) reuses the bucket.
+                    emptied.append(k)
+            for k in emptied:
+                if not buckets.get(k, True):
+                    del buckets[k]
         if self._sorted:
             for row, present in was.items():
                 now = self._weight(row) != 0
@@ -92,6 +96,10 @@ class MemoryState:
         self._apply({row: -c for row, c in change.data.items()})
 
     def weights(self, rows: Collection[Any]) -> dict[Any, int]:
+        d = self._data
+        if d is not None:
+            get = d.get
+            return {row: w for row in rows if (w := get(row))}
         out = {}
         for row in rows:
             w = self._weight(row)
