@@ -1,10 +1,56 @@
-"""Django settings for the test suite (SQLite by default; Postgres tests add their own)."""
+"""Django settings for the test suite.
+
+`default` is SQLite (in memory); `postgres` is the server at 127.0.0.1:5432 (database
+`test`, trust auth), used by the tests parametrised over both. pytest-django creates the
+test database `test_stepping` on it; the Celery worker of the tests is pointed at the same
+database through STEPPING_TEST_PG_NAME.
+"""
+
+import os
 
 SECRET_KEY = "tests-only"
 USE_TZ = True
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.admin",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "stepping_django",
+    "tests.testapp",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+PG_NAME = os.environ.get("STEPPING_TEST_PG_NAME", "test")
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    "postgres": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": PG_NAME,
+        "USER": os.environ.get("STEPPING_TEST_PG_USER", "postgres"),
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+        "TEST": {"NAME": "test_stepping"},
+    },
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STEPPING = {"EAGER": True}
+ROOT_URLCONF = "tests.urls"
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+CELERY_BROKER_URL = os.environ.get("STEPPING_TEST_BROKER", "redis://127.0.0.1:6379/15")
+CELERY_TASK_ALWAYS_EAGER = False

@@ -1,0 +1,31 @@
+"""The app config: wiring only, in named steps; the logic lives in the modules it names."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+from django.db.models.signals import post_migrate
+from django.utils.module_loading import autodiscover_modules
+
+
+def build_views_on_migrate(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
+    """After `migrate`, build the views whose tables are missing or out of date."""
+    from stepping_django.apply import ensure_views
+
+    ensure_views(using=using)
+
+
+class SteppingConfig(AppConfig):
+    name = "stepping_django"
+    verbose_name = "Incremental views"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from stepping_django import capture
+        from stepping_django import checks as stepping_checks
+
+        autodiscover_modules("incremental")
+        capture.connect_signals()
+        checks.register(stepping_checks.check_views, checks.Tags.models)
+        checks.register(stepping_checks.check_settings)
+        post_migrate.connect(build_views_on_migrate, sender=self)

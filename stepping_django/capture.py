@@ -1,0 +1,187 @@
+"""Change capture: the keys (model, pk) of written rows go to each reading view's outbox,
+in the writer's transaction; when it commits, the views are applied (EAGER) or a Celery
+task is sent.
+
+- `post_save` / `post_delete` signals cover `save()`, `create()`, `delete()` and
+  `QuerySet.delete()` (Django sends the delete signals per row, cascades included, for
+  models that have receivers).
+- `StepQuerySet` / `StepManager` cover the writes that send no signal: `QuerySet.update`,
+  `bulk_create`, and `bulk_update` (which Django runs as `QuerySet.update`).
+- `notify(Model, pks)` covers raw SQL.
+
+Only keys are captured, never rows: applying reads the current rows, so a rolled-back
+writer leaves nothing behind and the order of captures does not matter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, models, router, transaction
+from django.db.models.signals import post_delete, post_save
+
+from stepping_django import conf
+from stepping_django.models import Outbox
+
+logger = logging.getLogger("stepping_django")
+
+_connected: set[type[models.Model]] = set()
+
+
+def _watched(model: type[models.Model]) -> list[tuple[type[models.Model], list[str]]]:
+    """(model, reading view labels) for `model` and its concrete parents that views read."""
+    from stepping_django.registry import registry
+
+    meta = model._meta
+    out = []
+    for m in (meta.concrete_model, *meta.get_parent_list()):
+        if m is None:
+            continue
+        labels = [v.label for v in registry.reading(m)]
+        if labels:
+            out.append((m, labels))
+    return out
+
+
+def capture(model: type[models.Model], pks: Iterable[Any] | None, using: str) -> None:
+    """Record that rows `pks` of `model` (None: any row) may have changed, in the current
+    transaction on `using`, and apply the reading views once it commits."""
+    watched = _watched(model)
+    if not watched:
+        return
+    keys: list[str | None] = [None] if pks is None else [str(pk) for pk in dict.fromkeys(pks)]
+    if not keys:
+        return
+    entries = [
+        Outbox(view=label, model=m._meta.label, object_pk=key)
+        for m, labels in watched
+        for label in labels
+        for key in keys
+    ]
+    Outbox.objects.using(using).bulk_create(entries)
+    _schedule({label for _, labels in watched for label in labels}, using)
+
+
+# -- applying on commit -------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _schedule(labels: set[str], using: str) -> None:
+    pending: dict[str, set[str]] = getattr(_local, "pending", None) or {}
+    _local.pending = pending
+    pending.setdefault(using, set()).update(labels)
+    transaction.on_commit(lambda: _on_commit(using), using=using)
+
+
+def _on_commit(using: str) -> None:
+    """Run after the writer commits; the first callback of a commit takes every label."""
+    pending: dict[str, set[str]] = getattr(_local, "pending", None) or {}
+    labels = pending.pop(using, set())
+    for label in sorted(labels):
+        try:
+            if conf.eager():
+                from stepping_django.apply import apply_view
+
+                apply_view(label, using=using)
+            else:
+                from stepping_django.tasks import enqueue
+
+                enqueue(label, using)
+        except Exception:
+            # The writer has committed and its keys are safe in the outbox: a failure to
+            # apply or enqueue now must not fail the write. The next apply picks them up.
+            logger.exception("stepping_django: could not apply or enqueue view %s", label)
+
+
+# -- signals --------------------------------------------------------------------------------
+
+
+def _on_save(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
+    capture(sender, [instance.pk], using)
+
+
+def _on_delete(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
+    capture(sender, [instance.pk], using)
+
+
+def connect_models(watched: Iterable[type[models.Model]]) -> None:
+    """Connect the signals for `watched` models and every model stored in their tables
+    (proxies and multi-table children, whose signals name their own class)."""
+    from django.apps import apps
+
+    watched_set = {m._meta.concrete_model for m in watched}
+    for model in apps.get_models(include_auto_created=True):
+        meta = model._meta
+        family = {meta.concrete_model, *meta.get_parent_list()}
+        if model in _connected or not family & watched_set:
+            continue
+        uid = f"stepping_django:{meta.label}"
+        post_save.connect(_on_save, sender=model, dispatch_uid=uid, weak=False)
+        post_delete.connect(_on_delete, sender=model, dispatch_uid=uid, weak=False)
+        _connected.add(model)
+
+
+def connect_signals() -> None:
+    """Connect capture for every model a declared view reads (from AppConfig.ready)."""
+    from stepping_django.registry import registry
+
+    connect_models(registry.models())
+
+
+# -- writes that send no signal -------------------------------------------------------------
+
+
+class StepQuerySet(models.QuerySet):
+    """A QuerySet whose `update`, `bulk_create` and `bulk_update` are captured."""
+
+    def update(self, **kwargs: Any) -> int:
+        if not _watched(self.model):
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            pks = list(self.values_list("pk", flat=True))
+            count = super().update(**kwargs)
+            capture(self.model, pks, self.db)
+        return count
+
+    update.alters_data = True  # type: ignore[attr-defined]
+
+    def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> Any:
+        if not _watched(self.model):
+            return super().bulk_create(objs, *args, **kwargs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            created = super().bulk_create(objs, *args, **kwargs)
+            pks = [o.pk for o in created]
+            # Without the new keys (ignore_conflicts, a backend that cannot return them),
+            # capture the whole model: applying then diffs every row, which is correct.
+            capture(self.model, None if any(pk is None for pk in pks) else pks, self.db)
+        return created
+
+    bulk_create.alters_data = True  # type: ignore[attr-defined]
+
+    # bulk_update needs nothing of its own: Django runs it as filter(pk__in=...).update(),
+    # which is captured above.
+
+
+class StepManager(models.Manager.from_queryset(StepQuerySet)):  # type: ignore[misc]
+    """`objects = StepManager()`: a manager whose bulk writes are captured."""
+
+
+def notify(
+    model: type[models.Model], pks: Iterable[Any] | None = None, using: str | None = None
+) -> None:
+    """Tell the views that rows `pks` of `model` were written by raw SQL.
+
+    Args:
+        model: the model whose table was written.
+        pks: the primary keys written (inserted, updated or deleted); None when unknown:
+            the next apply then compares every row of the model.
+        using: the database alias (default: the router's database for writing `model`).
+
+    Call it inside the transaction that wrote the rows, so the capture commits with them.
+    """
+    db = using or router.db_for_write(model) or DEFAULT_DB_ALIAS
+    capture(model, None if pks is None else list(pks), db)

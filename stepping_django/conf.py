@@ -1,0 +1,77 @@
+"""Settings: one `STEPPING` dict, read through one accessor per key.
+
+    STEPPING = {
+        "EAGER": False,          # apply on commit in the writing process, no Celery
+        "BATCH_SIZE": 1000,      # most captured keys applied in one iteration
+        "MAX_SLEEP_SECS": 5.0,   # how long an iteration waits for a table's frontier
+        "QUEUE": None,           # Celery queue of the apply tasks (None: Celery's default)
+        "RETRY_BUSY_SECS": 1.0,  # a task that finds its view busy runs again after this
+    }
+
+Every key is optional; the accessors below give the defaults. Settings are read at each
+call, so `override_settings(STEPPING=...)` in tests takes effect at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "EAGER": False,
+    "BATCH_SIZE": 1000,
+    "MAX_SLEEP_SECS": 5.0,
+    "QUEUE": None,
+    "RETRY_BUSY_SECS": 1.0,
+}
+
+
+def _get(key: str) -> Any:
+    return getattr(settings, "STEPPING", {}).get(key, DEFAULTS[key])
+
+
+def eager() -> bool:
+    """Apply captured changes in the writing process as soon as its transaction commits.
+
+    Default False: a Celery task is sent on commit. True suits SQLite, scripts, the demo
+    and tests: no broker, no worker.
+    """
+    return bool(_get("EAGER"))
+
+
+def batch_size() -> int:
+    """The most captured keys (model, pk) one iteration applies. Default 1000."""
+    return int(_get("BATCH_SIZE"))
+
+
+def max_sleep_secs() -> float:
+    """How long an iteration waits for a table to reach its frontier. Default 5.0."""
+    return float(_get("MAX_SLEEP_SECS"))
+
+
+def queue() -> str | None:
+    """The Celery queue apply tasks are sent to. Default None: Celery's default queue."""
+    value = _get("QUEUE")
+    return None if value is None else str(value)
+
+
+def retry_busy_secs() -> float:
+    """When a task finds its view being applied by another worker, it is sent again after
+    this many seconds, so a change committed meanwhile is never left waiting. Default 1.0."""
+    return float(_get("RETRY_BUSY_SECS"))
+
+
+def validate() -> list[str]:
+    """Problems with the STEPPING setting itself, as messages (for the system checks)."""
+    value = getattr(settings, "STEPPING", {})
+    if not isinstance(value, dict):
+        return [f"STEPPING must be a dict, not {type(value).__name__}"]
+    problems = [f"STEPPING has an unknown key {k!r}" for k in value if k not in DEFAULTS]
+    if "BATCH_SIZE" in value and (
+        not isinstance(value["BATCH_SIZE"], int) or value["BATCH_SIZE"] < 1
+    ):
+        problems.append(
+            f"STEPPING['BATCH_SIZE'] must be a positive int, not {value['BATCH_SIZE']!r}"
+        )
+    return problems

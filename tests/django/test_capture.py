@@ -1,0 +1,95 @@
+"""capture.py: each kind of write puts the keys it wrote in the outbox of every view that
+reads the model, in the writer's transaction."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connections, transaction
+
+import stepping_django
+from stepping_django.models import Outbox
+from tests.testapp.models import Basket, LineItem, PlainNote, Product
+
+pytestmark = pytest.mark.django_db
+
+PRODUCT_VIEWS = ["testapp.basket_totals", "testapp.checked_prices"]
+LINE_ITEM_VIEWS = ["testapp.basket_totals", "testapp.product_quantities", "testapp.top_quantities"]
+
+
+def captured(using: str) -> list[tuple[str, str, str | None]]:
+    """Outbox entries as (view, model, pk), in capture order, then cleared."""
+    outbox = Outbox.objects.using(using)
+    rows = list(outbox.order_by("id").values_list("view", "model", "object_pk"))
+    outbox.all().delete()
+    return rows
+
+
+def keys(views: list[str], model: str, *pks: object) -> list[tuple[str, str, str | None]]:
+    return [(v, model, None if pk is None else str(pk)) for v in views for pk in pks]
+
+
+def test_create_save_delete_go_through_signals(using: str) -> None:
+    p = Product.objects.using(using).create(name="tv", price=3)
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", p.pk))
+    p.price = 4
+    p.save()
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", p.pk))
+    pk = p.pk
+    p.delete()
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", pk))
+
+
+def test_queryset_update_captures_the_rows_it_matched(using: str) -> None:
+    a, b, c = (Product.objects.using(using).create(name=n, price=i) for i, n in enumerate("abc"))
+    captured(using)
+    assert Product.objects.using(using).filter(price__gte=1).update(price=9) == 2
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", b.pk, c.pk))
+
+
+def test_bulk_create_and_bulk_update(using: str) -> None:
+    made = Product.objects.using(using).bulk_create(
+        [Product(name="a", price=1), Product(name="b", price=2)]
+    )
+    pks = [p.pk for p in made]
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", *pks))
+    for p in made:
+        p.price = 7
+    Product.objects.using(using).bulk_update(made, ["price"])
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", *pks))
+
+
+def test_queryset_delete_captures_each_row_and_the_cascade(using: str) -> None:
+    p = Product.objects.using(using).create(name="tv", price=3)
+    basket = Basket.objects.using(using).create(customer="ann")
+    item = LineItem.objects.using(using).create(basket=basket, product=p, qty=1)
+    captured(using)
+    Product.objects.using(using).filter(name="tv").delete()
+    assert sorted(captured(using)) == sorted(
+        keys(PRODUCT_VIEWS, "testapp.Product", p.pk)
+        + keys(LINE_ITEM_VIEWS, "testapp.LineItem", item.pk)
+    )
+
+
+def test_notify_for_raw_sql_with_and_without_keys(using: str) -> None:
+    p = Product.objects.using(using).create(name="tv", price=3)
+    captured(using)
+    with connections[using].cursor() as cursor:
+        cursor.execute("UPDATE testapp_product SET price = 4 WHERE id = %s", [p.pk])
+    stepping_django.notify(Product, [p.pk], using=using)
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", p.pk))
+    stepping_django.notify(Product, using=using)
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", None))
+
+
+def test_a_rolled_back_writer_leaves_no_key(using: str) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic(using=using):
+        Product.objects.using(using).create(name="tv", price=3)
+        Product.objects.using(using).update(price=5)
+        raise RuntimeError("roll back")
+    assert captured(using) == []
+
+
+def test_models_no_view_reads_are_not_captured(using: str) -> None:
+    note = PlainNote.objects.using(using).create(text="x")
+    note.delete()
+    assert captured(using) == []

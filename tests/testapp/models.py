@@ -1,0 +1,39 @@
+"""Models of the test app: a small shop, plus models for the checks' bad cases."""
+
+from django.db import models
+
+from stepping_django.capture import StepManager
+
+
+class Product(models.Model):
+    name = models.CharField(max_length=50)
+    price = models.IntegerField()  # whole units: sums stay exact, so views compare exactly
+    added_on = models.DateField(null=True)
+
+    objects = StepManager()
+
+
+class Basket(models.Model):
+    customer = models.CharField(max_length=50)
+
+    objects = StepManager()
+
+
+class LineItem(models.Model):
+    basket = models.ForeignKey(Basket, on_delete=models.CASCADE)
+    product = models.ForeignKey(Product, on_delete=models.CASCADE)
+    qty = models.IntegerField()
+
+    objects = StepManager()
+
+
+class PlainNote(models.Model):
+    """A model with Django's default manager (QuerySet.update is not captured)."""
+
+    text = models.TextField()
+
+
+class Settings(models.Model):
+    """A model with a field that cannot be part of a row."""
+
+    options = models.JSONField(default=dict)
