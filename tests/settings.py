@@ -2,8 +2,8 @@
 
 `default` is SQLite (in memory); `postgres` is the server at 127.0.0.1:5432 (database
 `test`, trust auth), used by the tests parametrised over both. pytest-django creates the
-test database `test_stepping` on it; the Celery worker of the tests is pointed at the same
-database through STEPPING_TEST_PG_NAME.
+test database `test_stepping_<pid>` on it; the Celery worker of the tests is pointed at the
+same database through STEPPING_TEST_PG_NAME.
 """
 
 import os
@@ -28,11 +28,13 @@ DATABASES = {
         "USER": os.environ.get("STEPPING_TEST_PG_USER", "postgres"),
         "HOST": "127.0.0.1",
         "PORT": "5432",
-        "TEST": {"NAME": "test_stepping"},
+        # One test database per test run: several runs may share the server.
+        "TEST": {"NAME": f"test_stepping_{os.getpid()}"},
     },
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-STEPPING = {"EAGER": True}
+# The Celery test runs the writer with EAGER off and a worker on its own queue.
+STEPPING = {"EAGER": True, "QUEUE": os.environ.get("STEPPING_TEST_QUEUE") or None}
 ROOT_URLCONF = "tests.urls"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -117,7 +117,7 @@ def run(op: tuple[Any, ...], using: str) -> None:
         raise AssertionError(kind)
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=25)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=ops)
 def test_views_equal_from_scratch_after_any_writes(using: str, ops: list[Any]) -> None:
     with transaction.atomic(using=using):
