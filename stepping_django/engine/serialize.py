@@ -12,6 +12,8 @@ import datetime
 import decimal
 import enum
 import hashlib
+import operator
+import struct
 import uuid
 from typing import Any
 
@@ -70,7 +72,173 @@ def register_class(cls: type) -> int:
 
 
 def _pack(value: Any) -> bytes:
+    """The reference encoder (msgpack's packer with `_default`); `_enc` gives the same bytes
+    faster for the common types and falls back to this for the rest."""
     return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)  # type: ignore[no-any-return]
+
+
+# -- fast encoder -----------------------------------------------------------------------------
+# msgpack written by hand for the types rows are made of: one Python call per value instead of
+# a packer, an ExtType and a nested packb per extension value. Byte for byte what `_pack` gives
+# (tests/engine/test_serialize_fast.py checks it), so identities never depend on the path.
+
+_B = struct.Struct(">BB").pack
+_H = struct.Struct(">BH").pack
+_I = struct.Struct(">BI").pack
+_Q = struct.Struct(">BQ").pack
+_b = struct.Struct(">Bb").pack
+_h = struct.Struct(">Bh").pack
+_i = struct.Struct(">Bi").pack
+_q = struct.Struct(">Bq").pack
+_d = struct.Struct(">Bd").pack
+_SMALL_INTS = {v: bytes([v & 0xFF]) for v in range(-32, 128)}
+
+
+def _enc_int(v: int) -> bytes:
+    b = _SMALL_INTS.get(v)
+    if b is not None:
+        return b
+    if v > 0:
+        if v < 0x100:
+            return _B(0xCC, v)
+        if v < 0x10000:
+            return _H(0xCD, v)
+        if v < 0x100000000:
+            return _I(0xCE, v)
+        if v < 0x10000000000000000:
+            return _Q(0xCF, v)
+    else:
+        if v >= -0x80:
+            return _b(0xD0, v)
+        if v >= -0x8000:
+            return _h(0xD1, v)
+        if v >= -0x80000000:
+            return _i(0xD2, v)
+        if v >= -0x8000000000000000:
+            return _q(0xD3, v)
+    return _ext(EXT_BIGINT, str(v).encode())
+
+
+def _enc_float(v: float) -> bytes:
+    return _d(0xCB, v)
+
+
+def _enc_str(v: str) -> bytes:
+    try:
+        b = v.encode("utf-8")
+    except UnicodeEncodeError:
+        return _pack(v)
+    n = len(b)
+    if n < 32:
+        return bytes((0xA0 | n,)) + b
+    if n < 0x100:
+        return _B(0xD9, n) + b
+    if n < 0x10000:
+        return _H(0xDA, n) + b
+    return _I(0xDB, n) + b
+
+
+def _enc_bytes(v: bytes) -> bytes:
+    n = len(v)
+    if n < 0x100:
+        return _B(0xC4, n) + v
+    if n < 0x10000:
+        return _H(0xC5, n) + v
+    return _I(0xC6, n) + v
+
+
+def _array_head(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return _H(0xDC, n)
+    return _I(0xDD, n)
+
+
+_FIXEXT = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
+
+
+def _ext(code: int, body: bytes) -> bytes:
+    n = len(body)
+    fixed = _FIXEXT.get(n)
+    if fixed is not None:
+        return bytes((fixed, code)) + body
+    if n < 0x100:
+        return bytes((0xC7, n, code)) + body
+    if n < 0x10000:
+        return _H(0xC8, n) + bytes((code,)) + body
+    return _I(0xC9, n) + bytes((code,)) + body
+
+
+def _enc_seq(v: Any) -> bytes:
+    return _array_head(len(v)) + b"".join([_enc(x) for x in v])
+
+
+def _enc_pair(v: Pair[Any, Any]) -> bytes:
+    return _ext(EXT_PAIR, b"\x92" + _enc(v.left) + _enc(v.right))
+
+
+def _enc_uuid(v: uuid.UUID) -> bytes:
+    return b"\xd8\x07" + v.bytes
+
+
+def _enc_date(v: datetime.date) -> bytes:
+    return _ext(EXT_DATE, _enc_int(v.toordinal()))
+
+
+def _enc_datetime(v: datetime.datetime) -> bytes:
+    return _ext(EXT_DATETIME, v.isoformat().encode())
+
+
+def _enc_data(row: Any) -> bytes:
+    try:
+        return row._st_bytes  # type: ignore[no-any-return]
+    except AttributeError:
+        pass
+    cls = type(row)
+    try:
+        get, head, single = cls.__st_enc__
+    except AttributeError:
+        fields = cls.__st_fields__
+        get = operator.attrgetter(*fields) if fields else (lambda r: ())
+        head = _array_head(len(fields) + 1) + _enc_int(class_id(cls))
+        single = len(fields) == 1
+        type.__setattr__(cls, "__st_enc__", (get, head, single))
+    values = get(row)
+    try:
+        if single:
+            body = head + _enc(values)
+        else:
+            body = head + b"".join([_enc(v) for v in values])
+    except SerializationError as e:
+        raise SerializationError(f"{cls.__qualname__}.{_failing_field(row)}: {e}") from None
+    b = _ext(EXT_DATA, body)
+    object.__setattr__(row, "_st_bytes", b)
+    return b
+
+
+_ENCODERS: dict[type, Any] = {
+    int: _enc_int,
+    float: _enc_float,
+    str: _enc_str,
+    bytes: _enc_bytes,
+    bool: lambda v: b"\xc3" if v else b"\xc2",
+    type(None): lambda v: b"\xc0",
+    tuple: _enc_seq,
+    Pair: _enc_pair,
+    uuid.UUID: _enc_uuid,
+    datetime.date: _enc_date,
+    datetime.datetime: _enc_datetime,
+}
+
+
+def _enc(value: Any) -> bytes:
+    f = _ENCODERS.get(type(value))
+    if f is not None:
+        return f(value)  # type: ignore[no-any-return]
+    if isinstance(value, Data):
+        return _enc_data(value)
+    return _pack(value)
 
 
 def _default(value: Any) -> Any:
@@ -144,7 +312,9 @@ def _ext_hook(code: int, body: bytes) -> Any:
         cid, *values = _unpack(body)
         cls: Any = _CLASSES[cid]
         row: Any = object.__new__(cls)
-        row.__dict__.update(zip(cls.__st_fields__, values))
+        d = row.__dict__
+        d.update(zip(cls.__st_fields__, values))
+        d["_st_bytes"] = _ext(EXT_DATA, body)  # written back as read, never re-encoded
         return row
     if code == EXT_PAIR:
         left, right = _unpack(body)
@@ -181,16 +351,8 @@ def _unpack(body: bytes) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Encode a row; Data and Pair rows cache their encoding."""
-    if isinstance(value, Data):
-        d = value.__dict__
-        try:
-            return d["_st_bytes"]  # type: ignore[no-any-return]
-        except KeyError:
-            b = _pack(value)
-            object.__setattr__(value, "_st_bytes", b)
-            return b
-    return _pack(value)
+    """Encode a row; Data rows cache their encoding."""
+    return _enc(value)
 
 
 def loads(body: bytes) -> Any:
