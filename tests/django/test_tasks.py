@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,15 @@ def broker() -> str:
     return str(url)
 
 
+@dataclass
+class Worker:
+    proc: subprocess.Popen[str]
+    queue: str
+    log: Path
+
+
 @pytest.fixture
-def worker(broker: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def worker(broker: str, tmp_path: Path) -> Iterator[Worker]:
     """A `celery worker` process on its own queue, using the test's Postgres database."""
     queue = f"stepping-test-{uuid.uuid4().hex[:8]}"
     env = {
@@ -52,14 +60,15 @@ def worker(broker: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         "STEPPING_TEST_PG_NAME": connections["postgres"].settings_dict["NAME"],
         "STEPPING_TEST_QUEUE": queue,
     }
-    log = open(ROOT / f".celery-{queue}.log", "w+")  # noqa: SIM115 (closed below)
+    log_path = tmp_path / "celery.log"
+    log = open(log_path, "w+")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tests.celeryapp", "worker", "-P", "solo",
          "-Q", queue, "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        yield proc, queue
+        yield Worker(proc, queue, log_path)
     finally:
         proc.terminate()
         try:
@@ -67,7 +76,6 @@ def worker(broker: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        os.unlink(log.name)
 
 
 def views_fresh(using: str) -> bool:
@@ -80,9 +88,9 @@ def views_fresh(using: str) -> bool:
 @pytest.mark.broker
 @pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
 def test_a_worker_process_keeps_the_views_fresh(
-    worker: tuple[subprocess.Popen[str], str],
+    worker: Worker,
 ) -> None:
-    proc, queue = worker
+    proc, queue = worker.proc, worker.queue
     using = "postgres"
     import tests.celeryapp  # noqa: F401  (the current Celery app of the writer)
 
@@ -99,7 +107,7 @@ def test_a_worker_process_keeps_the_views_fresh(
     deadline = time.monotonic() + DEADLINE_SECS
     while not views_fresh(using):
         if proc.poll() is not None or time.monotonic() > deadline:
-            log = Path(ROOT / f".celery-{queue}.log").read_text()
+            log = worker.log.read_text()
             pytest.fail(f"the worker did not bring the views up to date; its log:\n{log[-4000:]}")
         time.sleep(0.2)
     totals = incremental.basket_totals.objects.using(using).order_by("total")
