@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
 from hypothesis import strategies as hs
 
 from stepping_django import engine as st
@@ -17,9 +16,9 @@ from tests.engine.operators.driver import (
     StoreMaker,
     Tag,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
     tags,
 )
 from tests.engine.seed_query import LineItem, Product, ReceiptItem, pick_price, to_receipt_item
@@ -55,8 +54,7 @@ def receipts_from_scratch(
     return st.map(totals, f=to_receipt_item)  # type: ignore[no-any-return]
 
 
-@engine_settings
-@given(run=steps(products, line_items))
+@store_property(run=steps(products, line_items))
 def test_seed_query_and_its_receipt_cache_match_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
@@ -125,24 +123,21 @@ def union_counted(a: st.ZSet[Item], b: st.ZSet[Item]) -> tuple[st.ZSet[int], st.
     return st.count(union), firsts
 
 
-@engine_settings
-@given(run=steps(items, tags, tags, max_steps=4))
+@store_property(run=steps(items, tags, tags, max_steps=4))
 def test_distinct_count_of_a_join_over_a_union_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, labels_per_key, run)
 
 
-@engine_settings
-@given(run=steps(items, tags))
+@store_property(run=steps(items, tags))
 def test_group_count_of_outer_join_misses_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, unmatched_per_value, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_top_two_group_totals_match_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, top_two_totals, run)
 
@@ -150,16 +145,14 @@ def test_top_two_group_totals_match_from_scratch(make_store: StoreMaker, run: li
 edges = hs.builds(st.Pair, hs.integers(0, 2), hs.integers(0, 2))
 
 
-@engine_settings
-@given(run=steps(items, edges, max_steps=4))
+@store_property(run=steps(items, edges, max_steps=4))
 def test_join_with_a_transitive_closure_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, reachable_items, run)
 
 
-@engine_settings
-@given(run=steps(items, items))
+@store_property(run=steps(items, items))
 def test_two_outputs_over_a_distinct_union_match_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

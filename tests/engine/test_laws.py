@@ -9,18 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     Tag,
-    engine_settings,
     items,
     run_stream,
     steps,
+    store_property,
     tags,
 )
 
@@ -138,92 +136,77 @@ def outer_join_contains_join(a: st.ZSet[Item], b: st.ZSet[Tag]) -> tuple[st.ZSet
     )
 
 
-@engine_settings
-@given(values=steps(items))
+@store_property(values=steps(items))
 def test_integrate_of_differentiate_is_identity(make_store: StoreMaker, values: list[Step]) -> None:
     both_sides_equal(make_store, integrate_of_differentiate, values)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_differentiate_of_integrate_is_identity(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, differentiate_of_integrate, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_a_stream_plus_its_negation_is_zero(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, neg_plus_id, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_distinct_is_idempotent(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, distinct_twice, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_distinct_ignores_multiplicity(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, distinct_of_double, run)
 
 
-@engine_settings
-@given(run=steps(items, items, tags, max_steps=4))
+@store_property(run=steps(items, items, tags, max_steps=4))
 def test_join_is_linear_in_its_left_input(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, join_left_linear, run)
 
 
-@engine_settings
-@given(run=steps(items, tags, tags, max_steps=4))
+@store_property(run=steps(items, tags, tags, max_steps=4))
 def test_join_is_linear_in_its_right_input(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, join_right_linear, run)
 
 
-@engine_settings
-@given(run=steps(items, tags))
+@store_property(run=steps(items, tags))
 def test_join_of_a_negation_is_the_negated_join(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, join_of_neg, run)
 
 
-@engine_settings
-@given(run=steps(items, tags))
+@store_property(run=steps(items, tags))
 def test_join_commutes_up_to_swapping_pairs(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, join_commutes, run)
 
 
-@engine_settings
-@given(run=steps(items, items))
+@store_property(run=steps(items, items))
 def test_map_is_linear(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, map_linear, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_filter_commutes_with_map(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, filter_commutes_with_map, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_delay_of_integrate_is_integrate_delay(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, delay_of_integrate, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_count_is_a_reduce_of_ones(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, count_is_a_reduce, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_group_reduce_flatten_is_reduce_per_group(make_store: StoreMaker, run: list[Step]) -> None:
     both_sides_equal(make_store, group_reduce_is_per_group_reduce, run)
 
 
-@engine_settings
-@given(run=steps(items, tags))
+@store_property(run=steps(items, tags))
 def test_outer_join_minus_join_is_only_unmatched_rows(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

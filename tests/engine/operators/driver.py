@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 from stepping_django import engine as st
@@ -30,15 +30,59 @@ StoreMaker = Callable[[st.Graph], Any]
 MAX_STEPS = 6
 MAX_ENTRIES = 6
 
-#: The profile's limits, plus: `make_store` is function-scoped on purpose (each example
-#: asks it for a fresh store for its own graph).
-engine_settings = settings(
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+#: The share of the profile's `max_examples` each store runs. A SQL store pays for its
+#: tables and round trips in every example, and memory already explores the logic, so the
+#: SQL stores run fewer examples (the `ci` profile is derandomized, so always the same ones).
+STORE_SHARE = {"memory": 1.0, "sqlite": 0.5, "postgres": 0.15}
+MIN_EXAMPLES = 5
+
+HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+
+#: For hypothesis tests that take no store.
+engine_settings = settings(suppress_health_check=HEALTH)
+
+
+def store_name(make_store: StoreMaker) -> str:
+    """Which `make_store` parameter this is: "memory", "sqlite", "postgres" or other."""
+    if getattr(make_store, "__self__", None) is st.StorePython:
+        return "memory"
+    qualname = getattr(make_store, "__qualname__", "")
+    for name in STORE_SHARE:
+        if f"_{name}." in qualname:
+            return name
+    return "other"
+
+
+def store_property(
+    share: float = 1.0, **strategies: hs.SearchStrategy[Any]
+) -> Callable[[Callable[..., None]], Callable[[StoreMaker], None]]:
+    """`@given(**strategies)` for a test of `make_store`, with fewer examples on SQL stores
+    (and `share` of them for a heavy test).
+
+    The decorated function takes `make_store` and the drawn values; the test pytest sees
+    takes `make_store` only and runs hypothesis inside, sized for that store.
+    """
+
+    def decorate(test: Callable[..., None]) -> Callable[[StoreMaker], None]:
+        def run(make_store: StoreMaker) -> None:
+            scale = STORE_SHARE.get(store_name(make_store), 0.15) * share
+            examples = max(MIN_EXAMPLES, round(settings.default.max_examples * scale))
+
+            def prop(**drawn: Any) -> None:
+                test(make_store, **drawn)
+
+            prop.__name__, prop.__qualname__ = test.__name__, test.__qualname__
+            prop.__module__ = test.__module__
+            checked = settings(max_examples=examples, suppress_health_check=HEALTH)(
+                given(**strategies)(prop)
+            )
+            checked()
+
+        run.__name__, run.__qualname__ = test.__name__, test.__qualname__
+        run.__module__, run.__doc__ = test.__module__, test.__doc__
+        return run
+
+    return decorate
 
 
 class Item(st.Data):

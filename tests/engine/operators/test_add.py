@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
 )
 
 
@@ -28,22 +26,19 @@ def added_to_itself(a: st.ZSet[Item]) -> st.ZSet[Item]:
     return st.add(a, a)
 
 
-@engine_settings
-@given(run=steps(items, items))
+@store_property(run=steps(items, items))
 def test_add_of_two_inputs_changing_together_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, added, run)
 
 
-@engine_settings
-@given(run=steps(items, items, items))
+@store_property(run=steps(items, items, items))
 def test_add3_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, added3, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_add_of_a_stream_to_itself_doubles_it(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, added_to_itself, run)
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     items,
     run_stream,
     steps,
+    store_property,
 )
 
 
@@ -25,14 +23,12 @@ def counted_distinct_keys(a: st.ZSet[Item]) -> st.ZSet[int]:
     return st.count(st.distinct(st.map(a, f=lambda i: i.key)))
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_count_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, counted, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_count_of_distinct_keys_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

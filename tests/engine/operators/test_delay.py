@@ -4,17 +4,16 @@ checks its stream definition: out[0] = 0, out[t] = in[t-1]."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
 
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
-    engine_settings,
     items,
     run_stream,
     steps,
+    store_property,
 )
 
 
@@ -33,15 +32,13 @@ def delayed_twice(a: st.ZSet[Item]) -> st.ZSet[Item]:
     return st.delay(st.delay(a))
 
 
-@engine_settings
-@given(values=steps(items))
+@store_property(values=steps(items))
 def test_delay_outputs_the_previous_value(make_store: StoreMaker, values: list[Step]) -> None:
     outputs = run_stream(make_store, delayed, values)
     assert outputs == [(st.ZSetPython(),), *values[:-1]]
 
 
-@engine_settings
-@given(values=steps(items))
+@store_property(values=steps(items))
 def test_delay_indexed_outputs_the_previous_value(
     make_store: StoreMaker, values: list[Step]
 ) -> None:
@@ -49,8 +46,7 @@ def test_delay_indexed_outputs_the_previous_value(
     assert outputs == [(st.ZSetPython(),), *values[:-1]]
 
 
-@engine_settings
-@given(values=steps(items))
+@store_property(values=steps(items))
 def test_delay_twice_outputs_the_value_two_steps_back(
     make_store: StoreMaker, values: list[Step]
 ) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
-    engine_settings,
     items,
     run_stream,
     steps,
+    store_property,
 )
 
 
@@ -20,8 +18,7 @@ def differentiated(a: st.ZSet[Item]) -> st.ZSet[Item]:
     return st.differentiate(a)
 
 
-@engine_settings
-@given(values=steps(items))
+@store_property(values=steps(items))
 def test_differentiate_outputs_the_difference_from_the_previous_value(
     make_store: StoreMaker, values: list[Step]
 ) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
 )
 
 
@@ -24,14 +22,12 @@ def distinct_keys(a: st.ZSet[Item]) -> st.ZSet[int]:
     return st.distinct(st.map(a, f=lambda i: i.key))
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_distinct_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, distinct_items, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_distinct_of_colliding_rows_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

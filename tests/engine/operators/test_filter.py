@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
 )
 
 
@@ -24,14 +22,12 @@ def nothing(items: st.ZSet[Item]) -> st.ZSet[Item]:
     return st.filter(items, f=lambda i: False)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_filter_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, odd_values, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_filter_that_drops_everything_outputs_nothing(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

@@ -6,8 +6,6 @@ identity, the same in every store.
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
@@ -15,9 +13,9 @@ from tests.engine.operators.driver import (
     StoreMaker,
     Tag,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
     tags,
 )
 
@@ -50,36 +48,31 @@ def top_of_a_map(a: st.ZSet[Item]) -> st.ZSet[Item]:
     return st.first_n(mapped, index=by_value, n=2)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_first_n_ascending_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, lowest_two, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_first_n_descending_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, highest_three, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_first_n_on_a_composite_index_with_mixed_order_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, first_by_mixed_order, run)
 
 
-@engine_settings
-@given(run=steps(tags))
+@store_property(run=steps(tags))
 def test_first_n_with_ties_and_none_keys_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, first_tag, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_first_n_of_a_map_with_ties_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

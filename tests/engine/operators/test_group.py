@@ -7,17 +7,15 @@ and a group with no rows left has no rows in the output (SQL's GROUP BY).
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
 )
 
 by_key = st.Index.pick(Item, lambda i: i.key)
@@ -85,72 +83,61 @@ def by_composite_key(a: st.ZSet[Item]) -> st.ZSet[st.Pair[int, tuple[int, int]]]
     return st.flatten(st.per_group[g](lambda g: st.count(g)))
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_group_then_flatten_tags_each_row_with_its_key(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, grouped_then_flattened, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_map_per_group_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, per_group_map, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_map_many_per_group_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, per_group_map_many, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_filter_per_group_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, per_group_filter, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_reduce_per_group_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, per_group_reduce, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_count_per_group_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, per_group_count, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_count_of_a_filter_per_group_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, per_group_filter_then_count, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_distinct_per_group_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, per_group_distinct, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_first_n_per_group_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, per_group_first_n, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_join_per_group_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, per_group_self_join, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_count_per_composite_group_key_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

@@ -3,8 +3,6 @@ exists while it has rows, and its row is retracted when the last one is removed.
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
@@ -12,10 +10,10 @@ from tests.engine.operators.driver import (
     StoreMaker,
     Tag,
     check_incremental,
-    engine_settings,
     items,
     run_stream,
     steps,
+    store_property,
     tags,
 )
 
@@ -52,22 +50,19 @@ def sum_of_join_by_label(a: st.ZSet[Item], b: st.ZSet[Tag]) -> st.ZSet[st.Pair[i
     )
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_group_reduce_flatten_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, sum_by_key, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_group_reduce_flatten_on_a_composite_key_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, sum_by_composite_key, run)
 
 
-@engine_settings
-@given(run=steps(items, tags))
+@store_property(run=steps(items, tags))
 def test_group_reduce_flatten_of_a_join_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

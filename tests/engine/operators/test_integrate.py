@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
 from hypothesis import strategies as hs
 
 from stepping_django import engine as st
@@ -18,10 +17,10 @@ from tests.engine.operators.driver import (
     StoreMaker,
     Tag,
     check_incremental,
-    engine_settings,
     items,
     run_stream,
     steps,
+    store_property,
     tags,
 )
 
@@ -46,8 +45,7 @@ def sums(run: list[Step]) -> list[st.ZSetPython[Any]]:
     return out
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_integrate_outputs_the_sum_of_all_changes_so_far(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
@@ -55,8 +53,7 @@ def test_integrate_outputs_the_sum_of_all_changes_so_far(
     assert [out for (out,) in outputs] == sums(run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_integrate_of_a_map_is_the_map_of_the_integral(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
@@ -64,8 +61,7 @@ def test_integrate_of_a_map_is_the_map_of_the_integral(
     assert [out for (out,) in outputs] == [integrated_map(total) for total in sums(run)]
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_integrate_delay_outputs_the_sum_before_this_change(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
@@ -101,8 +97,7 @@ def identity(z: st.ZSetPython[Any]) -> st.ZSetPython[Any]:
     return z
 
 
-@engine_settings
-@given(run=steps(items), keys=hs.frozensets(hs.integers(0, 3)))
+@store_property(run=steps(items), keys=hs.frozensets(hs.integers(0, 3)))
 def test_integrate_indexed_cache_holds_the_integral_in_index_order(
     make_store: StoreMaker, run: list[Step], keys: frozenset[int]
 ) -> None:
@@ -124,8 +119,7 @@ def test_integrate_indexed_cache_holds_the_integral_in_index_order(
     )
 
 
-@engine_settings
-@given(run=steps(tags))
+@store_property(run=steps(tags))
 def test_integrate_indexed_descending_index_with_none_keys(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
 
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
@@ -12,9 +11,9 @@ from tests.engine.operators.driver import (
     StoreMaker,
     Tag,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
     tags,
 )
 
@@ -58,36 +57,31 @@ def three_way(
     )
 
 
-@engine_settings
-@given(run=steps(items, tags))
+@store_property(run=steps(items, tags))
 def test_join_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, items_with_tags, run)
 
 
-@engine_settings
-@given(run=steps(tags, tags))
+@store_property(run=steps(tags, tags))
 def test_join_on_keys_that_may_be_none_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, tags_with_tags, run)
 
 
-@engine_settings
-@given(run=steps(items, items))
+@store_property(run=steps(items, items))
 def test_join_on_composite_keys_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, composite, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_self_join_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, self_join, run)
 
 
-@engine_settings
-@given(run=steps(items, tags, items, max_steps=4))
+@store_property(run=steps(items, tags, items, max_steps=4))
 def test_three_way_join_with_all_inputs_changing_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
 )
 
 
@@ -30,22 +28,19 @@ def chained(items: st.ZSet[Item]) -> st.ZSet[int]:
     return st.map(swapped, f=lambda i: i.key * 10 + i.value)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_map_to_colliding_keys_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, to_key, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_map_to_rows_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, to_row, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_chained_maps_match_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, chained, run)
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
 )
 
 
@@ -21,8 +19,7 @@ def spread(items: st.ZSet[Item]) -> st.ZSet[int]:
     return st.map_many(items, f=lambda i: frozenset(range(i.key, i.key + i.value)))
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_map_many_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, spread, run)
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
 )
 
 
@@ -24,14 +22,12 @@ def negated_twice(a: st.ZSet[Item]) -> st.ZSet[Item]:
     return st.neg(st.neg(a))
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_neg_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, negated, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_neg_twice_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, negated_twice, run)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
@@ -11,9 +9,9 @@ from tests.engine.operators.driver import (
     StoreMaker,
     Tag,
     check_incremental,
-    engine_settings,
     items,
     steps,
+    store_property,
     tags,
 )
 
@@ -44,32 +42,28 @@ def self_left_join(a: st.ZSet[Item]) -> st.ZSet[st.Pair[Item, Item | st.Empty]]:
     return st.outer_join(a, a, on_left=item_key, on_right=st.Index.pick(Item, lambda i: i.value))
 
 
-@engine_settings
-@given(run=steps(items, tags))
+@store_property(run=steps(items, tags))
 def test_outer_join_with_matches_appearing_and_disappearing_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, left_join, run)
 
 
-@engine_settings
-@given(run=steps(tags, tags))
+@store_property(run=steps(tags, tags))
 def test_outer_join_on_keys_that_may_be_none_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, left_join_tags, run)
 
 
-@engine_settings
-@given(run=steps(items, items))
+@store_property(run=steps(items, items))
 def test_outer_join_on_composite_keys_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, left_join_composite, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_outer_join_of_a_stream_with_itself_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

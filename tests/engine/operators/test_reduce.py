@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     items,
     run_stream,
     steps,
+    store_property,
 )
 
 
@@ -33,22 +31,19 @@ def total_from_one(a: st.ZSet[Item]) -> st.ZSet[int]:
     return st.reduce(a, zero=zero_one, pick_value=lambda i: i.key)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_reduce_matches_from_scratch(make_store: StoreMaker, run: list[Step]) -> None:
     check_incremental(make_store, total_value, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_reduce_of_a_filter_that_is_often_empty_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, total_after_filter, run)
 
 
-@engine_settings
-@given(run=steps(items))
+@store_property(run=steps(items))
 def test_reduce_with_a_custom_zero_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:

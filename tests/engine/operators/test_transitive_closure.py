@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hypothesis import given
 from hypothesis import strategies as hs
 
 from stepping_django import engine as st
@@ -10,9 +9,9 @@ from tests.engine.operators.driver import (
     Step,
     StoreMaker,
     check_incremental,
-    engine_settings,
     run_stream,
     steps,
+    store_property,
 )
 
 Edge = st.Pair[int, int]
@@ -24,8 +23,7 @@ def closure(a: st.ZSet[st.Pair[int, int]]) -> st.ZSet[st.Pair[int, int]]:
     return st.transitive_closure(a)
 
 
-@engine_settings
-@given(run=steps(edges))
+@store_property(run=steps(edges))
 def test_transitive_closure_with_cycles_and_deletions_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
