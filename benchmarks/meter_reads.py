@@ -51,7 +51,7 @@ def stepping_python() -> pathlib.Path:
 
 
 def run_worker(
-    engine: str, args: argparse.Namespace, n: int, timeout: float
+    engine: str, args: argparse.Namespace, n: int, timeout: float, parallel: int = 0
 ) -> dict[str, Any] | None:
     python = pathlib.Path(sys.executable) if engine == "ours" else stepping_python()
     db = ""
@@ -70,6 +70,7 @@ def run_worker(
         f"--lookups={args.lookups}",
         f"--inserts={args.inserts}",
         f"--db={db}",
+        f"--parallel={parallel}",
     ]
     env = {**os.environ, "METER_READS_ENGINE": engine}
     try:
@@ -101,13 +102,21 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("insert_p50_ms", "single-read insert p50, ms", "{:.3f}", False),
     ("insert_p99_ms", "single-read insert p99, ms", "{:.3f}", False),
     ("peak_mb", "peak memory (ru_maxrss), MB", "{:,.1f}", False),
+    ("load_cpu_secs", "load, CPU seconds of the process", "{:.2f}", False),
+    ("plain_select_p50_ms", "plain indexed SELECT of the same rows p50, ms", "{:.3f}", False),
+    ("lookup_over_plain", "cache lookup / plain SELECT", "{:.1f}", False),
+    ("bytes_per_delay_row", "bytes on disk per delay-table row", "{:,.0f}", False),
+    ("delay_rows", "delay-table rows", "{:,.0f}", True),
+    ("par1_rows_per_sec", "parallel recipe, 1 process, rows/s", "{:,.0f}", True),
+    ("par4_rows_per_sec", "parallel recipe, 4 processes, rows/s", "{:,.0f}", True),
+    ("par_speedup", "parallel recipe speed-up, 4 vs 1 process", "{:.2f}", True),
     ("cache_rows", "cache rows", "{:,.0f}", True),
     ("correct", "cache equals plain-Python sums", "{}", True),
 ]
 
 
 def ratio(key: str, ours: dict[str, Any], ref: dict[str, Any] | None) -> str:
-    if ref is None or key in ("n", "cache_rows", "correct"):
+    if ref is None or key in ("n", "cache_rows", "correct", "delay_rows"):
         return ""
     a, b = ours.get(key), ref.get(key)
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
@@ -118,6 +127,8 @@ def ratio(key: str, ours: dict[str, Any], ref: dict[str, Any] | None) -> str:
 def cells(ours: dict[str, Any], ref: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
     out = []
     for key, label, fmt, _ in ROWS:
+        if ours.get(key) is None and (ref is None or ref.get(key) is None):
+            continue
         a = fmt.format(ours[key]) if ours.get(key) is not None else "-"
         b = fmt.format(ref[key]) if ref is not None and ref.get(key) is not None else "-"
         out.append((label, a, b, ratio(key, ours, ref)))
@@ -145,6 +156,43 @@ def machine() -> str:
     )
 
 
+TARGETS = {
+    # store: (rows/s x stepping, last/first, insert p50 ms, lookup / plain SELECT)
+    "memory": (20.0, 0.9, 0.1, None),
+    "sqlite": (10.0, 0.9, 0.5, 2.0),
+    "postgres": (10.0, 0.9, 1.5, 2.0),
+}
+
+
+def targets(ours: dict[str, Any], ref: dict[str, Any] | None) -> list[str]:
+    """The issue's targets for this store, each with the figure and met / NOT met."""
+    speed, ratio, p50, lookup = TARGETS[ours["store"]]
+
+    def line(text: str, ok: bool | None) -> str:
+        verdict = "n/a" if ok is None else ("met" if ok else "NOT met")
+        return f"- {text}: **{verdict}**"
+
+    out = []
+    if ref is not None and ref["n"] == ours["n"]:
+        x = ours["rows_per_sec"] / ref["rows_per_sec"]
+        out.append(line(f"load rows/s >= {speed:g}x stepping's: {x:.1f}x", x >= speed))
+    else:
+        out.append(line(f"load rows/s >= {speed:g}x stepping's at equal N", None))
+    r = ours["last_over_first"]
+    out.append(line(f"last 10% of batches >= {ratio}x the first 10%: {r:.2f}x", r >= ratio))
+    q = ours["insert_p50_ms"]
+    out.append(line(f"single-read insert p50 <= {p50} ms: {q:.3f} ms", q <= p50))
+    if lookup is not None and ours.get("lookup_over_plain") is not None:
+        v = ours["lookup_over_plain"]
+        out.append(
+            line(f"cache lookup <= {lookup:g}x a plain indexed SELECT: {v:.1f}x", v <= lookup)
+        )
+    if ours["store"] == "memory" and ref is not None:
+        m, n = ours["peak_mb"], ref["peak_mb"]
+        out.append(line(f"peak memory <= stepping's: {m:.0f} MB vs {n:.0f} MB", m <= n))
+    return out
+
+
 def markdown(
     command: str,
     ours: dict[str, Any],
@@ -167,6 +215,8 @@ def markdown(
     lines += ["", "| figure | ours | stepping | ours/stepping |", "|---|---:|---:|---:|"]
     for label, a, b, r in cells(ours, ref):
         lines.append(f"| {label} | {a} | {b} | {r} |")
+    lines += ["", "Targets (issue 3 for memory, issue 4 for SQLite/Postgres):", ""]
+    lines += targets(ours, ref)
     lines += extra
     return "\n".join(lines) + "\n"
 
@@ -206,6 +256,13 @@ def main() -> None:
     p.add_argument("--stepping-timeout", type=float, default=600.0)
     p.add_argument("--no-stepping", action="store_true")
     p.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=4,
+        help="SQL stores: also time the seed page's "
+        "parallel recipe with 1 and this many processes (0: skip)",
+    )
     args = p.parse_args()
 
     command = "python benchmarks/meter_reads.py " + " ".join(sys.argv[1:])
@@ -237,6 +294,18 @@ def main() -> None:
                 "|---|---:|---:|---:|",
                 *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in cells(same, ref)),
             ]
+
+    if args.store != "memory" and args.parallel:
+        for engine, result in (("ours", ours), ("stepping", ref)):
+            if result is None:
+                continue
+            one = run_worker(engine, args, result["n"], args.stepping_timeout, parallel=1)
+            many = run_worker(engine, args, result["n"], args.stepping_timeout, args.parallel)
+            if one is not None and many is not None:
+                assert one["correct"] and many["correct"], f"{engine}: parallel load is wrong"
+                result["par1_rows_per_sec"] = one["rows_per_sec"]
+                result["par4_rows_per_sec"] = many["rows_per_sec"]
+                result["par_speedup"] = many["rows_per_sec"] / one["rows_per_sec"]
 
     table = Table(title=f"meter reads, store={args.store}, N={args.n:,}, B={args.batch:,}")
     table.add_column("figure")

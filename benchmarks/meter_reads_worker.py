@@ -155,39 +155,82 @@ def expected_totals(
 # -- stores ---------------------------------------------------------------------------------
 
 
-def open_store(kind: str, db: str) -> tuple[Any, Callable[[], None]]:
-    """A fresh store of `kind`, and a function that closes its connection."""
+def pg_schema() -> str:
+    return f"meter_reads_{ENGINE}"
+
+
+def pg_url(url: str) -> str:
+    """`url` with this engine's own schema first on the search path."""
+    return url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{pg_schema()}"
+
+
+def open_store(kind: str, db: str, create: bool = True) -> tuple[Any, Callable[[], None]]:
+    """A store of `kind` (fresh tables when `create`), and a function closing its connection."""
     if kind == "memory":
         return st.StorePython.from_graph(graph), lambda: None
     if kind == "sqlite":
         path = pathlib.Path(db)
-        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            p.unlink(missing_ok=True)
+        if create:
+            for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                p.unlink(missing_ok=True)
         cm = st.connection_sqlite(path)
         conn = cm.__enter__()
-        store = st.StoreSQLite.from_graph(conn, graph, create_tables=True)
+        store = st.StoreSQLite.from_graph(conn, graph, create_tables=create)
         return store, lambda: cm.__exit__(None, None, None)
     if kind == "postgres":
-        drop_postgres_tables(db)
-        cm = st.connection_postgres(db)
+        if create:
+            reset_pg_schema(db)
+        cm = st.connection_postgres(pg_url(db))
         conn = cm.__enter__()
-        store = st.StorePostgres.from_graph(conn, graph, create_tables=True)
+        store = st.StorePostgres.from_graph(conn, graph, create_tables=create)
         return store, lambda: cm.__exit__(None, None, None)
     raise ValueError(f"unknown store {kind!r}")
 
 
-def drop_postgres_tables(url: str) -> None:
+def reset_pg_schema(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {pg_schema()} CASCADE")
+        conn.execute(f"CREATE SCHEMA {pg_schema()}")
+
+
+def disk_usage(kind: str, db: str) -> tuple[int, int]:
+    """(bytes on disk, rows) of the delay tables (every table but `last_update`)."""
+    if kind == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(db)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        names = [
+            r[0]
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if r[0] != "last_update"
+        ]
+        rows = sum(conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names)
+        conn.close()
+        return os.path.getsize(db), rows
+    import psycopg
+
+    with psycopg.connect(url_or(db), autocommit=True) as conn:
         names = [
             r[0]
             for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (pg_schema(),)
             )
+            if r[0] != "last_update"
         ]
-        for name in names:
-            conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')
+        conn.execute("VACUUM")
+        size = rows = 0
+        for n in names:
+            q = f'{pg_schema()}."{n}"'
+            size += conn.execute("SELECT pg_total_relation_size(%s::regclass)", (q,)).fetchone()[0]
+            rows += conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0]
+        return size, rows
+
+
+def url_or(db: str) -> str:
+    return db
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -222,11 +265,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         profiler = cProfile.Profile()
         profiler.enable()
     t_load = time.perf_counter()
+    c_load = time.process_time()
     for chunk in batches:
         t0 = time.perf_counter()
         reads_action.insert(*chunk)
         batch_secs.append(time.perf_counter() - t0)
     load_secs = time.perf_counter() - t_load
+    load_cpu = time.process_time() - c_load
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -253,14 +298,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         reads_action.insert(r)
         insert_secs.append(time.perf_counter() - t0)
 
-    got = {
-        (row.user_id, row.meter_id, row.date): (row.total, c) for row, c in cache.zset(store).iter()
-    }
-    want = expected_totals(meters, reads)
-    correct = len(got) == len(want) and all(got.get(k) == (v, 1) for k, v in want.items())
+    plain_secs = plain_select(store, dates) if args.store != "memory" else []
+    correct, cache_rows = check(store, meters, reads)
     close()
     maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    disk, delay_rows = disk_usage(args.store, args.db) if args.store != "memory" else (0, 0)
     return {
+        "load_cpu_secs": load_cpu,
+        "plain_select_p50_ms": statistics.median(plain_secs) * 1e3 if plain_secs else None,
+        "lookup_over_plain": (
+            statistics.median(lookup_secs) / statistics.median(plain_secs) if plain_secs else None
+        ),
+        "disk_bytes": disk or None,
+        "delay_rows": delay_rows or None,
+        "bytes_per_delay_row": disk / delay_rows if delay_rows else None,
         "engine": ENGINE,
         "store": args.store,
         "n": args.n,
@@ -275,7 +326,83 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "insert_p50_ms": statistics.median(insert_secs) * 1e3 if insert_secs else None,
         "insert_p99_ms": percentile(insert_secs, 99) * 1e3 if insert_secs else None,
         "peak_mb": maxrss_kb / 1024,
-        "cache_rows": len(got),
+        "cache_rows": cache_rows,
+        "correct": correct,
+    }
+
+
+def check(store: Any, meters: list[Meter], reads: list[HalfHourlyMeterRead]) -> tuple[bool, int]:
+    """Whether the cache equals the plain-Python sums, and how many rows it has."""
+    got = {
+        (row.user_id, row.meter_id, row.date): (row.total, c) for row, c in cache.zset(store).iter()
+    }
+    want = expected_totals(meters, reads)
+    ok = len(got) == len(want) and all(got.get(k) == (v, 1) for k, v in want.items())
+    return ok, len(got)
+
+
+def plain_select(store: Any, dates: list[datetime.date]) -> list[float]:
+    """The same lookups as one indexed SELECT each of the cache rows' columns (ours only)."""
+    if ENGINE != "ours":
+        return []
+    table = store.state(cache.spec).table
+    (col,) = table.columns[INDEX_DATE]
+    d = store.dialect
+    sql = f'SELECT "data", "c" FROM {table.q} WHERE {col.q} = {d.ph}'
+    out = []
+    for day in dates:
+        t0 = time.perf_counter()
+        d.execute(store.conn, sql, [col.encode(day)])
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def insert_chunk(chunk: list[HalfHourlyMeterRead], at: Any, kind: str, db: str) -> None:
+    """The seed page's recipe: each chunk in its own process, connection and store."""
+    store, close = open_store(kind, db, create=False)
+    try:
+        _, _, reads_action = st.actions(store, graph)
+        reads_action.insert(*chunk, time=at)
+    finally:
+        close()
+
+
+def run_parallel(args: argparse.Namespace) -> dict[str, Any]:
+    """Load the reads with `args.parallel` processes, Time(i, frontier=i-1, flush_every_set)."""
+    import concurrent.futures
+    import multiprocessing
+
+    users, meters, reads = make_rows(args.n, 0)
+    store, close = open_store(args.store, args.db)
+    users_action, meters_action, _ = st.actions(store, graph)
+    users_action.insert(*users, time=st.Time(input_time=0, frontier=-1, flush_every_set=True))
+    meters_action.insert(*meters, time=st.Time(input_time=0, frontier=-1, flush_every_set=True))
+    close()
+    batches = list(st.batched(reads, args.batch))
+    times = [
+        st.Time(input_time=i, frontier=i - 1, flush_every_set=True)
+        for i, _ in enumerate(batches, start=1)
+    ]
+    k = len(batches)
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.parallel, mp_context=ctx) as ex:
+        list(ex.map(int, range(args.parallel)))  # start the workers before the clock
+        t0 = time.perf_counter()
+        for _ in ex.map(insert_chunk, batches, times, [args.store] * k, [args.db] * k):
+            pass
+        secs = time.perf_counter() - t0
+    store, close = open_store(args.store, args.db, create=False)
+    correct, cache_rows = check(store, meters, reads)
+    close()
+    return {
+        "engine": ENGINE,
+        "store": args.store,
+        "n": args.n,
+        "batch": args.batch,
+        "workers": args.parallel,
+        "load_secs": secs,
+        "rows_per_sec": args.n / secs,
+        "cache_rows": cache_rows,
         "correct": correct,
     }
 
@@ -289,8 +416,10 @@ def main() -> None:
     p.add_argument("--inserts", type=int, default=50)
     p.add_argument("--db", default="")
     p.add_argument("--profile", default="")
+    p.add_argument("--parallel", type=int, default=0, help="load with this many processes")
     args = p.parse_args()
-    print("RESULT " + json.dumps(run(args)), flush=True)
+    result = run_parallel(args) if args.parallel else run(args)
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
