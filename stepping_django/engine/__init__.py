@@ -54,6 +54,14 @@ from stepping_django.engine.serialize import SerializationError as Serialization
 from stepping_django.engine.stores.base import State as State
 from stepping_django.engine.stores.base import Store as Store
 from stepping_django.engine.stores.memory import StorePython as StorePython
+from stepping_django.engine.stores.postgres import ConnPostgres as ConnPostgres
+from stepping_django.engine.stores.postgres import StorePostgres as StorePostgres
+from stepping_django.engine.stores.postgres import connection_postgres as connection_postgres
+from stepping_django.engine.stores.sql import StoreSQL as StoreSQL
+from stepping_django.engine.stores.sqlite import ConnSQLite as ConnSQLite
+from stepping_django.engine.stores.sqlite import StoreSQLite as StoreSQLite
+from stepping_django.engine.stores.sqlite import connection_sqlite as connection_sqlite
+from stepping_django.engine.stores.wait import FrontierTimeout as FrontierTimeout
 from stepping_django.engine.time import Time as Time
 from stepping_django.engine.zset import MATCH_ALL as MATCH_ALL
 from stepping_django.engine.zset import ZSet as ZSet

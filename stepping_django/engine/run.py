@@ -27,6 +27,10 @@ class _Step:
     inputs: tuple[int, ...]
     convert: tuple[bool, ...]
     skippable: bool
+    #: A lazy output (a view over a state) that is read later: read it before the store
+    #: may commit that state, so every reader sees this iteration's snapshot, never rows a
+    #: later time has written since (SQL stores with flush_every_set).
+    materialise: bool = False
 
 
 @dataclass
@@ -43,6 +47,7 @@ def _plan(store: Store, graph: Graph) -> _Plan:
     if plan is not None:
         return plan
     slot = {v.name: i for i, v in enumerate(graph.vertices)}
+    read = {i.name for v in graph.vertices for i in v.inputs} | {v.name for v in graph.outputs}
     steps = []
     for v in graph.vertices:
         if v in graph.inputs:
@@ -56,6 +61,7 @@ def _plan(store: Store, graph: Graph) -> _Plan:
                 tuple(slot[i.name] for i in v.inputs),
                 convert,
                 v.skip_when_empty and not any(convert),
+                materialise=v.lazy_output and v.name in read,
             )
         )
     plan = _Plan(
@@ -102,6 +108,8 @@ def iteration(
             if s.states:
                 store.before_read(s.states, time)
                 values[s.slot] = s.vertex.step(s.states, args)
+                if s.materialise:
+                    values[s.slot] = _as_python(values[s.slot])
                 store.after_set(s.states, time)
             else:
                 values[s.slot] = s.vertex.step(s.states, args)

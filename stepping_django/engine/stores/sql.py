@@ -1,0 +1,731 @@
+"""What the SQLite and Postgres stores share: table layout, keyed reads, batched writes.
+
+One table per state (the seed page's layout):
+
+    identity BLOB PRIMARY KEY   the row's stable identity (`serialize.identity`)
+    data     BLOB NOT NULL      the row (`serialize.dumps`)
+    ixd__<index>__<field> ...   one typed column per field of each index, with a real index
+    c        BIGINT NOT NULL    the weight (rows of weight 0 are deleted)
+
+plus `last_update(table_name, t)`: every change up to time `t` is in that table.
+
+An iteration never reads a table whole (only `zset()` does, for caches and integrate
+views): `weights`, `lookup` and `first` are each one statement for a whole batch of keys,
+and the answer is merged in Python with the changes this iteration has made but not yet
+written (`pending`). Writing a state is one batched upsert plus one delete of the rows whose
+weight reached 0. The dialects (sqlite.py, postgres.py) only say how to spell things.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+import types
+import typing
+import uuid
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+from stepping_django.engine.index import Index
+from stepping_django.engine.serialize import dumps, identity, loads
+from stepping_django.engine.stores.base import Ordered, StateSpec, StateView, take_first
+from stepping_django.engine.stores.wait import wait_for_frontier
+from stepping_django.engine.time import Time
+from stepping_django.engine.zset import ZSetPython
+
+#: Postgres truncates longer identifiers; we shorten them ourselves, the same way on every
+#: database, so two long names can never collide after truncation.
+MAX_IDENTIFIER_BYTES = 63
+
+Encode = Callable[[Any], Any]
+Params = list[Any]
+
+
+def quote(name: str) -> str:
+    """A safely quoted SQL identifier, whatever characters `name` holds."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def fit(name: str) -> str:
+    """`name`, or a shortened form ending in a digest of it when it is too long."""
+    if len(name.encode()) <= MAX_IDENTIFIER_BYTES:
+        return name
+    digest = hashlib.blake2b(name.encode(), digest_size=5).hexdigest()
+    return name.encode()[: MAX_IDENTIFIER_BYTES - 11].decode(errors="ignore") + "_" + digest
+
+
+# -- key columns ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    """How one Python key type is stored: SQL type, encoder, and whether SQL orders it
+    exactly as Python does (else it is compared for equality only)."""
+
+    sql_type: str
+    encode: Encode
+    orderable: bool
+    array_type: str = ""
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(tp) if m is not type(None)]
+        nullable = len(members) < len(typing.get_args(tp))
+        return (members[0] if len(members) == 1 else object), nullable
+    return tp, False
+
+
+def kind_name(key_type: Any) -> tuple[str, bool]:
+    """The storage kind of a declared key type, and whether NULL (None) is allowed.
+
+    Unknown types (`object`, unions, tuples, rows, enums) are stored as encoded bytes and
+    may hold None."""
+    tp, nullable = _unwrap_optional(key_type)
+    if not isinstance(tp, type) or tp is object or tp is type(None):
+        return "blob", True
+    import enum
+
+    if issubclass(tp, enum.Enum):
+        return "blob", nullable
+    for t, name in _KINDS:
+        if issubclass(tp, t):
+            return name, nullable
+    return "blob", nullable
+
+
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "bool"),
+    (int, "int"),
+    (float, "float"),
+    (str, "str"),
+    (bytes, "bytes"),
+    (datetime.datetime, "datetime"),
+    (datetime.date, "date"),
+    (datetime.time, "time"),
+    (uuid.UUID, "uuid"),
+    (decimal.Decimal, "decimal"),
+)
+
+
+def encode_datetime(v: datetime.datetime) -> str:
+    """Text that sorts like Python: aware values in UTC marked `Z`, naive ones as they are."""
+    if v.tzinfo is not None and v.utcoffset() is not None:
+        v = v.astimezone(datetime.UTC).replace(tzinfo=None)
+        return v.isoformat(timespec="microseconds") + "Z"
+    return v.isoformat(timespec="microseconds")
+
+
+def encode_time(v: datetime.time) -> str:
+    return v.isoformat(timespec="microseconds")
+
+
+def encode_date(v: datetime.date) -> str:
+    return v.isoformat()
+
+
+def encode_decimal_text(v: decimal.Decimal) -> str:
+    """Equal decimals (1.0 and 1.00, -0 and 0) give equal text."""
+    if v.is_zero():
+        return "0"
+    return str(v.normalize())
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    q: str
+    kind: KeyKind
+    nullable: bool
+    ascending: bool
+
+    def encode(self, v: Any) -> Any:
+        return None if v is None else self.kind.encode(v)
+
+
+# -- dialects ---------------------------------------------------------------------------
+
+
+class Dialect:
+    """How one database spells what the store needs. Subclasses fill in the blanks."""
+
+    name = "sql"
+    ph = "?"
+    blob = "BLOB"
+    kinds: dict[str, KeyKind] = {}
+    #: Postgres needs NULLS FIRST/LAST spelled out; SQLite's defaults already match Python.
+    explicit_nulls = False
+
+    def quote(self, name: str) -> str:
+        return quote(name)
+
+    def check_table_name(self, name: str) -> None:
+        """Refuse a table name the database would silently change."""
+
+    def max_keys(self, conn: Any, columns: int) -> int | None:
+        """How many keys of `columns` columns one statement may carry (None: no limit)."""
+        return None
+
+    def match(self, cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> tuple[str, Params]:
+        """A condition true where the (non-NULL) `cols` equal one of `keys`."""
+        raise NotImplementedError
+
+    def ids_in(self, ids: list[bytes]) -> tuple[str, Params]:
+        """A condition true where `identity` is one of `ids`."""
+        raise NotImplementedError
+
+    def upsert(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    def existing_columns(self, conn: Any, names: list[str]) -> dict[str, set[str]]:
+        raise NotImplementedError
+
+    def set_times(self, conn: Any, names: list[str], t: int) -> None:
+        raise NotImplementedError
+
+    def read_times(self, conn: Any, names: list[str]) -> dict[str, int]:
+        raise NotImplementedError
+
+    def begin_write(self, conn: Any) -> None:
+        """Start a write transaction if none is open (the store owns the transaction)."""
+
+    def check_connection(self, conn: Any, owns_transaction: bool) -> None:
+        """Refuse a connection the store cannot use as configured."""
+
+    def last_update_ddl(self) -> list[str]:
+        raise NotImplementedError
+
+    def order_term(self, col: str, ascending: bool) -> str:
+        """ORDER BY term: None first when ascending, last when descending (as Python)."""
+        if not self.explicit_nulls:
+            return col if ascending else f"{col} DESC"
+        return f"{col} ASC NULLS FIRST" if ascending else f"{col} DESC NULLS LAST"
+
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = conn.execute(sql, params)
+        return list(cur.fetchall()) if cur.description is not None else []
+
+    def commit(self, conn: Any) -> None:
+        conn.commit()
+
+    def rollback(self, conn: Any) -> None:
+        conn.rollback()
+
+
+class MissingTable(LookupError):
+    """`create_tables=False` and a table (or its last_update row) is not there."""
+
+
+# -- table layout -----------------------------------------------------------------------
+
+
+class Table:
+    """The columns and SQL of one state's table, worked out once per store."""
+
+    def __init__(self, spec: StateSpec, dialect: Dialect) -> None:
+        dialect.check_table_name(spec.name)
+        self.spec = spec
+        self.name = spec.name
+        self.q = dialect.quote(spec.name)
+        self.dialect = dialect
+        self.columns: dict[Index[Any, Any], list[Column]] = {}
+        self.index_names: dict[Index[Any, Any], str] = {}
+        used: set[str] = set()
+        for ix in spec.all_indexes:
+            ix_name = ix.name
+            if ix_name in used:
+                ix_name += "__" + "".join("a" if a else "d" for a in ix.ascending)
+            used.add(ix_name)
+            self.index_names[ix] = ix_name
+            self.columns[ix] = [
+                self._column(ix_name, field, key_type, asc)
+                for field, key_type, asc in zip(ix.names, ix.key_types, ix.ascending)
+            ]
+        self.key_columns = [c for cols in self.columns.values() for c in cols]
+        self._writers = [
+            (ix.f, ix.is_composite, [c.encode for c in cols]) for ix, cols in self.columns.items()
+        ]
+
+    def _column(self, ix_name: str, field: str, key_type: Any, ascending: bool) -> Column:
+        kind, nullable = kind_name(key_type)
+        name = fit(f"ixd__{ix_name}__{field.replace('.', '_')}")
+        return Column(name, self.dialect.quote(name), self.dialect.kinds[kind], nullable, ascending)
+
+    def ddl(self) -> list[str]:
+        """CREATE TABLE and CREATE INDEX statements, all idempotent."""
+        d = self.dialect
+        cols = [f'"identity" {d.blob} PRIMARY KEY', f'"data" {d.blob} NOT NULL']
+        cols += [
+            f"{c.q} {c.kind.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in self.key_columns
+        ]
+        cols.append('"c" BIGINT NOT NULL')
+        out = [f"CREATE TABLE IF NOT EXISTS {self.q} (\n    " + ",\n    ".join(cols) + "\n)"]
+        for ix, ix_cols in self.columns.items():
+            out.append(self._index_ddl(self.index_names[ix], ix_cols, with_identity=False))
+        for o in self.spec.ordered:
+            group = self.columns[o.group] if o.group is not None else []
+            label = "first__" + "__".join(
+                self.index_names[ix] for ix in (o.group, o.order) if ix is not None
+            )
+            out.append(self._index_ddl(label, group + self.columns[o.order], with_identity=True))
+        return out
+
+    def _index_ddl(self, label: str, cols: list[Column], with_identity: bool) -> str:
+        terms = [self.dialect.order_term(c.q, c.ascending) for c in cols]
+        if with_identity:
+            terms.append('"identity"')
+        name = self.dialect.quote(fit(f"ix__{self.name}__{label}"))
+        return f"CREATE INDEX IF NOT EXISTS {name} ON {self.q} ({', '.join(terms)})"
+
+    def column_names(self) -> set[str]:
+        return {"identity", "data", "c", *(c.name for c in self.key_columns)}
+
+    def write_row(self, row: Any, row_id: bytes, c: int) -> tuple[Any, ...]:
+        """The upsert parameters of one row: identity, data, key columns, weight delta."""
+        values: list[Any] = [row_id, dumps(row)]
+        for f, composite, encoders in self._writers:
+            key = f(row)
+            if composite:
+                values.extend(e(v) for e, v in zip(encoders, key))
+            else:
+                values.append(encoders[0](key))
+        values.append(c)
+        return tuple(values)
+
+    def insert_columns(self) -> str:
+        names = ['"identity"', '"data"', *(c.q for c in self.key_columns), '"c"']
+        return ", ".join(names)
+
+
+def _encode_keys(
+    cols: Sequence[Column], index: Index[Any, Any], keys: Iterable[Any]
+) -> dict[tuple[bool, ...], list[tuple[Any, ...]]]:
+    """Encoded keys, split by which parts are None (those match with IS NULL instead)."""
+    by_pattern: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+    for key in keys:
+        parts = index.parts(key)
+        pattern = tuple(p is None for p in parts)
+        values = tuple(c.kind.encode(p) for c, p, null in zip(cols, parts, pattern) if not null)
+        by_pattern.setdefault(pattern, []).append(values)
+    return by_pattern
+
+
+def key_condition(
+    dialect: Dialect, cols: Sequence[Column], index: Index[Any, Any], keys: Iterable[Any]
+) -> tuple[str, Params]:
+    """One condition selecting the rows under any of `keys` (None parts as IS NULL)."""
+    terms: list[str] = []
+    params: Params = []
+    for pattern, values in _encode_keys(cols, index, keys).items():
+        parts = [f"{c.q} IS NULL" for c, null in zip(cols, pattern) if null]
+        live = [c for c, null in zip(cols, pattern) if not null]
+        if live:
+            sql, p = dialect.match(live, list(dict.fromkeys(values)))
+            parts.append(sql)
+            params.extend(p)
+        terms.append("(" + " AND ".join(parts) + ")")
+    return " OR ".join(terms), params
+
+
+# -- one state --------------------------------------------------------------------------
+
+
+class SQLState:
+    """One table, plus this iteration's changes not yet written (`pending`, by row and by
+    every index key), so keyed reads merge the two quickly."""
+
+    def __init__(self, store: StoreSQL, spec: StateSpec) -> None:
+        self.spec = spec
+        self.table = Table(spec, store.dialect)
+        self._store = store
+        self._pending: dict[Any, int] = {}
+        self._pending_by: dict[Index[Any, Any], dict[Any, dict[Any, int]]] = {
+            ix: {} for ix in spec.all_indexes
+        }
+        self._ids: dict[Any, bytes] = {}
+
+    # identities are cached per row: Data rows cache their bytes, this caches the digest
+
+    def _id(self, row: Any) -> bytes:
+        b = self._ids.get(row)
+        if b is None:
+            b = self._ids[row] = identity(row)
+        return b
+
+    def add(self, change: ZSetPython[Any]) -> None:
+        items = change.data
+        if not items:
+            return
+        pending = self._pending
+        for row, c in items.items():
+            n = pending.get(row, 0) + c
+            if n:
+                pending[row] = n
+            else:
+                del pending[row]
+        for ix, buckets in self._pending_by.items():
+            f = ix.f
+            for row, c in items.items():
+                k = f(row)
+                b = buckets.get(k)
+                if b is None:
+                    buckets[k] = {row: c}
+                    continue
+                n = b.get(row, 0) + c
+                if n:
+                    b[row] = n
+                else:
+                    del b[row]
+                    if not b:
+                        del buckets[k]
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def _query(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
+        return self._store.dialect.execute(self._store.conn, sql, params)
+
+    def _chunks(self, items: Collection[Any], columns: int) -> list[list[Any]]:
+        """`items` in as few statements as the database's parameter limit allows (one,
+        unless a change is very large)."""
+        size = self._store.dialect.max_keys(self._store.conn, columns)
+        listed = list(items)
+        if size is None or len(listed) <= size:
+            return [listed]
+        return [listed[i : i + size] for i in range(0, len(listed), size)]
+
+    def weights(self, rows: Collection[Any]) -> dict[Any, int]:
+        if not rows:
+            return {}
+        by_id = {self._id(row): row for row in rows}
+        out: dict[Any, int] = {}
+        for ids in self._chunks(by_id, 1):
+            cond, params = self._store.dialect.ids_in(ids)
+            sql = f'SELECT "identity", "c" FROM {self.table.q} WHERE {cond}'
+            out.update((by_id[bytes(i)], c) for i, c in self._query(sql, params))
+        pending = self._pending
+        for row in rows:
+            d = pending.get(row)
+            if d:
+                n = out.get(row, 0) + d
+                if n:
+                    out[row] = n
+                else:
+                    del out[row]
+        return out
+
+    def lookup(self, index: Index[Any, Any], keys: Collection[Any]) -> dict[Any, dict[Any, int]]:
+        if not keys:
+            return {}
+        cols = self.table.columns[index]
+        out: dict[Any, dict[Any, int]] = {}
+        f = index.f
+        for chunk in self._chunks(keys, len(cols)):
+            cond, params = key_condition(self._store.dialect, cols, index, chunk)
+            sql = f'SELECT "data", "c" FROM {self.table.q} WHERE {cond}'
+            for data, c in self._query(sql, params):
+                row = loads(bytes(data))
+                out.setdefault(f(row), {})[row] = c
+        pending = self._pending_by[index]
+        for k in keys:
+            changes = pending.get(k)
+            if changes:
+                _merge(out, k, changes)
+        return out
+
+    def first(
+        self, ordered: Ordered, n: int, groups: Collection[Any] | None = None
+    ) -> dict[Any, list[tuple[Any, int]]]:
+        group = ordered.group
+        if group is None or groups is None:
+            return self._first(ordered, n, None)
+        out: dict[Any, list[tuple[Any, int]]] = {}
+        for chunk in self._chunks(groups, len(self.table.columns[group]) + 1):
+            out.update(self._first(ordered, n, chunk))
+        return out
+
+    def _first(
+        self, ordered: Ordered, n: int, groups: Collection[Any] | None
+    ) -> dict[Any, list[tuple[Any, int]]]:
+        group = ordered.group
+        if group is not None and not groups:
+            return {}
+        pending_rows = self._pending_in(group, groups)
+        found = self._first_rows(ordered, n + _most_per_group(group, pending_rows), groups)
+        rows: dict[bytes, list[Any]] = {}
+        for row_id, data, c in found:
+            rows[bytes(row_id)] = [loads(bytes(data)), c]
+        for row, d in pending_rows.items():
+            entry = rows.setdefault(self._id(row), [row, 0])
+            entry[1] += d
+        return _take_first_per_group(ordered, n, rows)
+
+    def _pending_in(
+        self, group: Index[Any, Any] | None, groups: Collection[Any] | None
+    ) -> dict[Any, int]:
+        if group is None or groups is None:
+            return self._pending
+        buckets = self._pending_by[group]
+        return {row: d for g in groups for row, d in buckets.get(g, {}).items()}
+
+    def _first_rows(
+        self, ordered: Ordered, limit: int, groups: Collection[Any] | None
+    ) -> list[tuple[Any, ...]]:
+        """One statement: the first `limit` positive rows (per group) in SQL order, plus
+        the stored weights of the pending rows (they may move in or out of the top)."""
+        d = self._store.dialect
+        t = self.table
+        order_cols = t.columns[ordered.order]
+        where = '"c" > 0'
+        params: Params = []
+        if ordered.group is not None and groups is not None:
+            cond, params = key_condition(d, t.columns[ordered.group], ordered.group, groups)
+            where += f" AND ({cond})"
+        select = f'SELECT "identity", "data", "c" FROM {t.q}'
+        if not all(c.kind.orderable for c in order_cols):
+            top = f"{select} WHERE {where}"
+        else:
+            order = ", ".join([*(d.order_term(c.q, c.ascending) for c in order_cols), '"identity"'])
+            if ordered.group is None:
+                top = f"SELECT * FROM ({select} WHERE {where} ORDER BY {order} LIMIT {d.ph}) AS a"
+            else:
+                part = ", ".join(c.q for c in t.columns[ordered.group])
+                top = (
+                    f'SELECT "identity", "data", "c" FROM (SELECT "identity", "data", "c", '
+                    f"ROW_NUMBER() OVER (PARTITION BY {part} ORDER BY {order}) AS rn "
+                    f"FROM {t.q} WHERE {where}) AS w WHERE rn <= {d.ph}"
+                )
+            params = [*params, limit]
+        pending_ids = [self._id(row) for row in self._pending_in(ordered.group, groups)]
+        if pending_ids:
+            cond, more = d.ids_in(pending_ids)
+            top = f"{top} UNION ALL {select} WHERE {cond}"
+            params = [*params, *more]
+        return self._query(top, params)
+
+    def zset(self) -> ZSetPython[Any]:
+        found = self._query(f'SELECT "data", "c" FROM {self.table.q}', [])
+        out = {loads(bytes(data)): c for data, c in found}
+        for row, d in self._pending.items():
+            n = out.get(row, 0) + d
+            if n:
+                out[row] = n
+            else:
+                del out[row]
+        return ZSetPython.wrap(out)
+
+    def flush(self) -> None:
+        """Write the pending changes: one upsert and one delete of emptied rows."""
+        if not self._pending:
+            return
+        d = self._store.dialect
+        conn = self._store.conn
+        rows = [self.table.write_row(row, self._id(row), c) for row, c in self._pending.items()]
+        d.upsert(conn, self.table, rows)
+        for ids in self._chunks([r[0] for r in rows], 1):
+            cond, params = d.ids_in(ids)
+            d.execute(conn, f'DELETE FROM {self.table.q} WHERE "c" = 0 AND ({cond})', params)
+        self.drop_pending()
+
+    def drop_pending(self) -> None:
+        self._pending = {}
+        self._pending_by = {ix: {} for ix in self._pending_by}
+        self._ids = {}
+
+
+def _merge(out: dict[Any, dict[Any, int]], key: Any, changes: dict[Any, int]) -> None:
+    bucket = out.get(key)
+    if bucket is None:
+        bucket = out[key] = {}
+    for row, d in changes.items():
+        n = bucket.get(row, 0) + d
+        if n:
+            bucket[row] = n
+        else:
+            del bucket[row]
+    if not bucket:
+        del out[key]
+
+
+def _most_per_group(group: Index[Any, Any] | None, rows: dict[Any, int]) -> int:
+    """The most pending rows in any one group: the top may lose at most that many."""
+    if group is None:
+        return len(rows)
+    counts: dict[Any, int] = {}
+    f = group.f
+    for row in rows:
+        k = f(row)
+        counts[k] = counts.get(k, 0) + 1
+    return max(counts.values(), default=0)
+
+
+def _take_first_per_group(
+    ordered: Ordered, n: int, rows: dict[bytes, list[Any]]
+) -> dict[Any, list[tuple[Any, int]]]:
+    order_f, sort_key = ordered.order.f, ordered.order.sort_key
+    group_f = ordered.group.f if ordered.group is not None else None
+    per_group: dict[Any, list[tuple[Any, bytes, Any, int]]] = {}
+    for row_id, (row, c) in rows.items():
+        if c > 0:
+            g = group_f(row) if group_f is not None else None
+            per_group.setdefault(g, []).append((sort_key(order_f(row)), row_id, row, c))
+    out = {}
+    for g, entries in per_group.items():
+        entries.sort(key=lambda e: (e[0], e[1]))
+        out[g] = take_first(((row, c) for _, _, row, c in entries), n)
+    return out
+
+
+# -- the store --------------------------------------------------------------------------
+
+
+class StoreSQL:
+    """States in SQL tables on one DB-API connection; see the module docstring.
+
+    Transactions (`Time.flush_every_set`):
+    - False: `commit(time)` writes every pending change and records `input_time` in
+      `last_update` for every table of the store, in one transaction. A failure anywhere
+      in the iteration rolls it all back: tables and `last_update` are exactly as before,
+      and the same change can simply be retried.
+    - True: `after_set` writes and commits a vertex's tables as soon as it is done with
+      them, so the next time's iteration can start on them (pipelining). Not atomic: if the
+      iteration then fails, the tables already committed hold this time's changes and the
+      rest do not, and the later times waiting on those tables time out. A caller that sees
+      such a failure must treat the store as broken: rebuild it from the inputs (fresh
+      tables, replayed with flush_every_set=False) rather than retrying the change, which
+      would apply it twice to the committed tables. Use it for bulk loads you can redo.
+    - None: nothing is written; pending changes accumulate until the caller's
+      `commit(time)`.
+
+    With `owns_transaction=False` the store never commits or rolls back the connection:
+    `commit(time)` and `after_set` only write, and the caller (e.g. Django's
+    `transaction.atomic()`) decides. `rollback()` then only drops the pending changes.
+    """
+
+    dialect: Dialect = Dialect()
+
+    def __init__(self, conn: Any, *, owns_transaction: bool = True) -> None:
+        self.dialect.check_connection(conn, owns_transaction)
+        self.conn = conn
+        self.owns_transaction = owns_transaction
+        self._states: dict[str, SQLState] = {}
+        self._reached: dict[str, int] = {}
+        self._set_times: set[str] = set()
+
+    @classmethod
+    def from_graph(
+        cls, conn: Any, graph: Any, create_tables: bool, *, owns_transaction: bool = True
+    ) -> Self:
+        """A store for `graph`'s states: create their tables (idempotently) or attach to
+        existing ones, failing at once, naming the table, when one is missing."""
+        store = cls(conn, owns_transaction=owns_transaction)
+        states = [store.state(spec) for spec in graph.states]
+        if create_tables:
+            store.create_tables(states)
+        store.check_tables(states)
+        return store
+
+    def state(self, spec: StateSpec) -> SQLState:
+        s = self._states.get(spec.name)
+        if s is None:
+            s = self._states[spec.name] = SQLState(self, spec)
+        return s
+
+    def view(self, spec: StateSpec) -> StateView:
+        return StateView(self.state(spec))
+
+    def create_tables(self, states: Sequence[SQLState]) -> None:
+        d = self.dialect
+        self._begin()
+        for sql in d.last_update_ddl():
+            d.execute(self.conn, sql)
+        for s in states:
+            for sql in s.table.ddl():
+                d.execute(self.conn, sql)
+            d.execute(
+                self.conn,
+                f"INSERT INTO last_update (table_name, t) VALUES ({d.ph}, 0) "
+                "ON CONFLICT (table_name) DO NOTHING",
+                [s.table.name],
+            )
+        self._commit()
+
+    def check_tables(self, states: Sequence[SQLState]) -> None:
+        """Fail now, naming what is missing, rather than at the first iteration."""
+        names = [s.table.name for s in states]
+        found = self.dialect.existing_columns(self.conn, [*names, "last_update"])
+        if "last_update" not in found:
+            raise MissingTable(
+                "table last_update does not exist: create it with create_tables=True"
+            )
+        times = self.dialect.read_times(self.conn, names)
+        for s in states:
+            name = s.table.name
+            if name not in found:
+                raise MissingTable(
+                    f"table {name!r} does not exist: create it with create_tables=True "
+                    "(its name changes when the query upstream of it changes)"
+                )
+            missing = s.table.column_names() - found[name]
+            if missing:
+                raise MissingTable(f"table {name!r} lacks columns {sorted(missing)}")
+            if name not in times:
+                raise MissingTable(f"last_update has no row for table {name!r}")
+
+    # -- the Store protocol ---------------------------------------------------------------
+
+    def begin(self, time: Time) -> None:
+        self._set_times = set()
+
+    def before_read(self, states: tuple[Any, ...], time: Time) -> None:
+        if time.frontier < 0:
+            return
+        names = [
+            s.table.name for s in states if self._reached.get(s.table.name, -1) < time.frontier
+        ]
+        if names:
+            seen = wait_for_frontier(
+                lambda: self.dialect.read_times(self.conn, names), names, time.frontier
+            )
+            self._reached.update(seen)
+
+    def after_set(self, states: tuple[Any, ...], time: Time) -> None:
+        if time.flush_every_set is not True:
+            return
+        self._write(list(states), time)
+
+    def commit(self, time: Time) -> None:
+        self._write([s for s in self._states.values() if s.table.name not in self._set_times], time)
+        self._set_times = set()
+
+    def rollback(self) -> None:
+        for s in self._states.values():
+            s.drop_pending()
+        self._set_times = set()
+        if self.owns_transaction:
+            self.dialect.rollback(self.conn)
+
+    def _write(self, states: list[SQLState], time: Time) -> None:
+        """Flush `states`, record the time they reached, and commit: one transaction."""
+        timed = time.input_time != -1 and bool(states)
+        if not timed and not any(s.has_pending for s in states):
+            return
+        self._begin()
+        for s in states:
+            s.flush()
+        if timed:
+            names = [s.table.name for s in states]
+            self.dialect.set_times(self.conn, names, time.input_time)
+            self._set_times.update(names)
+        self._commit()
+
+    def _begin(self) -> None:
+        if self.owns_transaction:
+            self.dialect.begin_write(self.conn)
+
+    def _commit(self) -> None:
+        if self.owns_transaction:
+            self.dialect.commit(self.conn)

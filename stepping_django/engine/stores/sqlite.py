@@ -1,0 +1,152 @@
+"""The SQLite store: `StoreSQLite.from_graph(conn, graph, create_tables)` on a sqlite3
+connection, usually from `connection_sqlite(path)`.
+
+Several processes may run iterations on one database file at once (the seed page's
+parallel example): the file is in WAL mode so readers never block the writer, writers
+queue on SQLite's lock for up to `BUSY_TIMEOUT_SECS`, and a write transaction takes the
+lock when it begins (`BEGIN IMMEDIATE`) so it never fails half way for want of it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from stepping_django.engine.serialize import dumps
+from stepping_django.engine.stores.sql import (
+    Column,
+    Dialect,
+    KeyKind,
+    Params,
+    StoreSQL,
+    Table,
+    encode_date,
+    encode_datetime,
+    encode_decimal_text,
+    encode_time,
+)
+
+ConnSQLite: TypeAlias = sqlite3.Connection
+
+#: How long a writer waits for another process's write transaction to finish.
+BUSY_TIMEOUT_SECS = 60.0
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def _uuid_bytes(v: uuid.UUID) -> bytes:
+    return v.bytes
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    ph = "?"
+    blob = "BLOB"
+    kinds = {
+        "int": KeyKind("INTEGER", _same, True),
+        "bool": KeyKind("INTEGER", _same, True),
+        "float": KeyKind("REAL", float, True),
+        "str": KeyKind("TEXT", _same, True),
+        "bytes": KeyKind("BLOB", _same, True),
+        "date": KeyKind("TEXT", encode_date, True),
+        "datetime": KeyKind("TEXT", encode_datetime, True),
+        "time": KeyKind("TEXT", encode_time, True),
+        "uuid": KeyKind("BLOB", _uuid_bytes, True),
+        "decimal": KeyKind("TEXT", encode_decimal_text, False),
+        "blob": KeyKind("BLOB", dumps, False),
+    }
+
+    def max_keys(self, conn: Any, columns: int) -> int | None:
+        """SQLite caps the number of parameters of one statement; keep a margin for the
+        few parameters that are not keys."""
+        limit: int = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return max(1, (limit - 8) // max(1, columns))
+
+    def match(self, cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> tuple[str, Params]:
+        if len(cols) == 1:
+            marks = ", ".join("?" * len(keys))
+            return f"{cols[0].q} IN ({marks})", [k[0] for k in keys]
+        row = "(" + ", ".join("?" * len(cols)) + ")"
+        names = ", ".join(c.q for c in cols)
+        values = ", ".join([row] * len(keys))
+        return f"({names}) IN (VALUES {values})", [v for k in keys for v in k]
+
+    def ids_in(self, ids: list[bytes]) -> tuple[str, Params]:
+        return f'"identity" IN ({", ".join("?" * len(ids))})', list(ids)
+
+    def upsert(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        marks = ", ".join("?" * len(rows[0]))
+        conn.executemany(
+            f"INSERT INTO {table.q} ({table.insert_columns()}) VALUES ({marks}) "
+            'ON CONFLICT ("identity") DO UPDATE SET "c" = "c" + excluded."c"',
+            rows,
+        )
+
+    def existing_columns(self, conn: Any, names: list[str]) -> dict[str, set[str]]:
+        wanted = set(names)
+        found: dict[str, set[str]] = {}
+        for table, column in conn.execute(
+            "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
+            "WHERE m.type = 'table'"
+        ):
+            if table in wanted:
+                found.setdefault(table, set()).add(column)
+        return found
+
+    def set_times(self, conn: Any, names: list[str], t: int) -> None:
+        marks = ", ".join("?" * len(names))
+        conn.execute(
+            f"UPDATE last_update SET t = MAX(t, ?) WHERE table_name IN ({marks})", [t, *names]
+        )
+
+    def read_times(self, conn: Any, names: list[str]) -> dict[str, int]:
+        marks = ", ".join("?" * len(names))
+        cur = conn.execute(
+            f"SELECT table_name, t FROM last_update WHERE table_name IN ({marks})", names
+        )
+        return dict(cur.fetchall())
+
+    def begin_write(self, conn: Any) -> None:
+        if not conn.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+
+    def last_update_ddl(self) -> list[str]:
+        return [
+            "CREATE TABLE IF NOT EXISTS last_update (\n"
+            "    table_name TEXT PRIMARY KEY,\n"
+            "    t BIGINT NOT NULL\n"
+            ")"
+        ]
+
+
+class StoreSQLite(StoreSQL):
+    """States in SQLite tables; see `StoreSQL` for transactions and `Time`."""
+
+    dialect = SQLiteDialect()
+
+
+@contextmanager
+def connection_sqlite(path: Path | str) -> Iterator[ConnSQLite]:
+    """A connection to the SQLite file at `path`, set up for several processes at once.
+
+    The store opens and commits its own transactions on it (autocommit otherwise); an
+    exception leaving the block rolls back whatever is still open."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECS, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        yield conn
+        if conn.in_transaction:
+            conn.commit()
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
