@@ -74,7 +74,13 @@ def register_class(cls: type) -> int:
 def _pack(value: Any) -> bytes:
     """The reference encoder (msgpack's packer with `_default`); `_enc` gives the same bytes
     faster for the common types and falls back to this for the rest."""
-    return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)  # type: ignore[no-any-return]
+    return msgpack.packb(_nz(value), default=_default, use_bin_type=True, strict_types=True)  # type: ignore[no-any-return]
+
+
+def _nz(v: Any) -> Any:
+    """-0.0 == 0.0, so they must be one row with one encoding: adding 0.0 makes -0.0 0.0.
+    msgpack packs floats itself, so every list handed to it goes through this."""
+    return v + 0.0 if type(v) is float else v
 
 
 # -- fast encoder -----------------------------------------------------------------------------
@@ -120,7 +126,7 @@ def _enc_int(v: int) -> bytes:
 
 
 def _enc_float(v: float) -> bytes:
-    return _d(0xCB, v)
+    return _d(0xCB, v + 0.0)  # -0.0 is 0.0 (see _nz)
 
 
 def _enc_str(v: str) -> bytes:
@@ -244,17 +250,17 @@ def _enc(value: Any) -> bytes:
 def _default(value: Any) -> Any:
     t = type(value)
     if t is tuple:
-        return list(value)
+        return [_nz(v) for v in value]
     if isinstance(value, Data):
         fields = value.__st_fields__
         d = value.__dict__
         try:
-            body = _pack([class_id(t), *(d[n] for n in fields)])
+            body = _pack([class_id(t), *(_nz(d[n]) for n in fields)])
         except SerializationError as e:
             raise SerializationError(f"{t.__qualname__}.{_failing_field(value)}: {e}") from None
         return msgpack.ExtType(EXT_DATA, body)
     if t is Pair:
-        return msgpack.ExtType(EXT_PAIR, _pack([value.left, value.right]))
+        return msgpack.ExtType(EXT_PAIR, _pack([_nz(value.left), _nz(value.right)]))
     if t is Empty:
         return msgpack.ExtType(EXT_EMPTY, b"")
     if t is frozenset:
@@ -307,15 +313,34 @@ def _failing_field(row: Data) -> str:
     return "?"
 
 
+# Decoded atoms that repeat a lot (ids, days), shared: they are immutable. Bounded.
+_DECODED: dict[tuple[int, bytes], Any] = {}
+_DECODED_MAX = 1 << 16
+
+
 def _ext_hook(code: int, body: bytes) -> Any:
     if code == EXT_DATA:
-        cid, *values = _unpack(body)
-        cls: Any = _CLASSES[cid]
+        unpacked = _unpack(body)
+        cls: Any = _CLASSES[unpacked[0]]
         row: Any = object.__new__(cls)
         d = row.__dict__
-        d.update(zip(cls.__st_fields__, values))
+        d.update(zip(cls.__st_fields__, unpacked[1:]))
+        # The same hash as the generated __init__ gives: (class id, *fields).
+        try:
+            d["_st_hash"] = hash(unpacked)
+        except TypeError:
+            pass
         d["_st_bytes"] = _ext(EXT_DATA, body)  # written back as read, never re-encoded
         return row
+    if code == EXT_UUID or code == EXT_DATE:
+        key = (code, body)
+        v = _DECODED.get(key)
+        if v is None:
+            v = uuid.UUID(bytes=body) if code == EXT_UUID else datetime.date.fromordinal(_unpack(body))
+            if len(_DECODED) >= _DECODED_MAX:
+                _DECODED.clear()
+            _DECODED[key] = v
+        return v
     if code == EXT_PAIR:
         left, right = _unpack(body)
         return Pair(left, right)
