@@ -225,3 +225,17 @@ def test_a_decimal_has_one_encoding_whatever_its_trailing_zeros(
     assert padded == value
     assert dumps(Box(value=padded)) == dumps(Box(value=value))
     assert loads(dumps(padded)) == value
+
+
+def test_minus_zero_is_zero_in_every_position() -> None:
+    for zero, minus in [
+        (0.0, -0.0),
+        (Box(value=0.0), Box(value=-0.0)),
+        ((1, 0.0), (1, -0.0)),
+        (st.Pair(0.0, 0.0), st.Pair(-0.0, -0.0)),
+        (frozenset({0.0}), frozenset({-0.0})),
+        (Two(a=(0.0,), b=st.Pair(1, 0.0)), Two(a=(-0.0,), b=st.Pair(1, -0.0))),
+    ]:
+        assert zero == minus
+        assert dumps(zero) == dumps(minus)
+        assert identity(zero) == identity(minus)
