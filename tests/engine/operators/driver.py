@@ -140,18 +140,19 @@ def check_incremental(
     run: Sequence[Step],
     *,
     caches: Sequence[Expectation] = (),
+    time: Callable[[int], st.Time] = lambda i: st.Time(),
 ) -> None:
     """Run `run` through `query` incrementally and compare with from-scratch after each step.
 
     `caches` pairs a cache the query fills with a function of the integrated inputs that
-    computes, from scratch, what the cache must hold.
+    computes, from scratch, what the cache must hold. `time(i)` is the i-th iteration's Time.
     """
     graph = st.compile(query)
     store = make_store(graph)
     totals: list[Change] = [st.ZSetPython() for _ in graph.inputs]
     outputs: list[Change] = [st.ZSetPython() for _ in graph.outputs]
     for i, step in enumerate(run):
-        got = st.iteration(store, graph, step)
+        got = st.iteration(store, graph, step, time(i))
         assert len(got) == len(outputs)
         totals = [total + change for total, change in zip(totals, step)]
         outputs = [total + change for total, change in zip(outputs, got)]
