@@ -157,3 +157,43 @@ def test_two_outputs_over_a_distinct_union_match_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, union_counted, run)
+
+
+Op = tuple[str, int, tuple[Any, ...]]
+
+
+def ops(*inputs: hs.SearchStrategy[Any]) -> hs.SearchStrategy[list[Op]]:
+    """insert / remove of a few rows, or replace of one row, on one input at a time."""
+    one = []
+    for position, rows in enumerate(inputs):
+        some = hs.lists(rows, min_size=1, max_size=3).map(tuple)
+        one.append(hs.tuples(hs.sampled_from(["insert", "remove"]), hs.just(position), some))
+        one.append(hs.tuples(hs.just("replace"), hs.just(position), hs.tuples(rows, rows)))
+    return hs.lists(hs.one_of(one), min_size=1, max_size=8)
+
+
+@store_property(run=ops(products, line_items))
+def test_seed_query_driven_by_actions_matches_from_scratch(
+    make_store: StoreMaker, run: list[Op]
+) -> None:
+    graph = st.compile(seed_query)
+    store = make_store(graph)
+    actions = st.actions(store, graph)
+    totals: list[st.ZSetPython[Any]] = [st.ZSetPython(), st.ZSetPython()]
+    joined: st.ZSetPython[Any] = st.ZSetPython()
+    for i, (kind, position, rows) in enumerate(run):
+        action = actions[position]
+        if kind == "insert":
+            (out,) = action.insert(*rows)
+            change = st.ZSetPython([(row, 1) for row in rows])
+        elif kind == "remove":
+            (out,) = action.remove(*rows)
+            change = st.ZSetPython([(row, -1) for row in rows])
+        else:
+            old, new = rows
+            (out,) = action.replace(old, new)
+            change = st.ZSetPython([(old, -1), (new, 1)])
+        totals[position] = totals[position] + change
+        joined = joined + out
+        assert joined == seed_query(*totals), f"after action {i}"
+        assert receipt_cache.zset(store) == receipts_from_scratch(*totals), f"after action {i}"
