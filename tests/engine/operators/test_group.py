@@ -7,6 +7,8 @@ and a group with no rows left has no rows in the output (SQL's GROUP BY).
 
 from __future__ import annotations
 
+from typing import Any
+
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
@@ -157,3 +159,52 @@ def test_emptied_group_has_no_count_row(make_store: StoreMaker) -> None:
 def test_filter_that_empties_a_group_gives_it_no_count_row_from_scratch() -> None:
     z = st.ZSetPython({Item(key=0, value=0): 1, Item(key=1, value=2): 1})
     assert per_group_filter_then_count(z) == st.ZSetPython({st.Pair(1, 1): 1})
+
+
+def per_group_top_two_sum(a: st.ZSet[Item]) -> st.ZSet[st.Pair[int, int]]:
+    """Stateful operators chained inside a group: SUM of the two lowest values per key."""
+    g = st.group(a, by=by_key)
+    return st.flatten(
+        st.per_group[g](
+            lambda g: st.reduce(
+                st.first_n(g, index=by_value, n=2), zero=int, pick_value=lambda i: i.value
+            )
+        )
+    )
+
+
+def per_group_count_distinct(a: st.ZSet[Item]) -> st.ZSet[st.Pair[int, int]]:
+    """COUNT(DISTINCT value % 2) per key."""
+    g = st.group(a, by=by_key)
+    return st.flatten(
+        st.per_group[g](lambda g: st.count(st.distinct(st.map(g, f=lambda i: i.value % 2))))
+    )
+
+
+def per_composite_group_join(a: st.ZSet[Item]) -> st.ZSet[Any]:
+    """Grouped on a composite key, joined inside the group, then counted."""
+    g = st.group(a, by=st.Index.pick(Item, lambda i: (i.key, i.value)))
+    return st.flatten(
+        st.per_group[g](lambda g: st.count(st.join(g, g, on_left=by_key, on_right=by_key)))
+    )
+
+
+@store_property(run=steps(items))
+def test_reduce_of_first_n_per_group_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, per_group_top_two_sum, run)
+
+
+@store_property(run=steps(items))
+def test_count_distinct_per_group_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, per_group_count_distinct, run)
+
+
+@store_property(run=steps(items))
+def test_join_per_composite_group_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, per_composite_group_join, run)
