@@ -97,6 +97,7 @@ def _to_decimal(v: Any) -> Any:
     return v
 
 
+@typing.dataclass_transform(kw_only_default=True, frozen_default=True, order_default=True)
 class Data:
     """Base of user row types: `class Product(st.Data): name: str; price: float`.
 
@@ -141,7 +142,8 @@ class Data:
             try:
                 h = hash((type(self).__st_class_id__, *values))  # type: ignore[attr-defined]
             except TypeError as e:
-                raise UnsupportedType(f"{type(self).__qualname__}.{self._st_unhashable()}: {e}") from e
+                field = self._st_unhashable()
+                raise UnsupportedType(f"{type(self).__qualname__}.{field}: {e}") from e
             object.__setattr__(self, "_st_hash", h)
             return h
 
