@@ -51,7 +51,7 @@ def receipts_from_scratch(
         zero=float,
         pick_value=pick_price,
     )
-    return st.map(totals, f=to_receipt_item)  # type: ignore[no-any-return]
+    return st.map(totals, f=to_receipt_item)
 
 
 @store_property(run=steps(products, line_items))

@@ -93,11 +93,11 @@ def everything() -> Everything:
 
 
 def test_data_subclass_is_a_keyword_only_dataclass_with_its_fields_in_order() -> None:
-    assert [f.name for f in dataclasses.fields(Product)] == ["name", "price"]  # type: ignore[arg-type]
+    assert [f.name for f in dataclasses.fields(Product)] == ["name", "price"]
     p = Product(name="tv", price=3.5)
     assert (p.name, p.price) == ("tv", 3.5)
     with pytest.raises(TypeError):
-        Product("tv", 3.5)  # type: ignore[misc]
+        Product("tv", 3.5)  # type: ignore[call-arg]
 
 
 def test_defaults_apply_and_can_be_overridden() -> None:
@@ -111,7 +111,7 @@ def test_rows_are_immutable() -> None:
         p.price = 4.0  # type: ignore[misc]
     pair = st.Pair(1, 2)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        pair.left = 3  # type: ignore[misc]
+        pair.left = 3
     assert (p.price, pair.left) == (3.0, 1)
 
 
@@ -129,7 +129,7 @@ def test_rows_of_different_classes_with_the_same_values_differ() -> None:
     class B(st.Data):
         x: int
 
-    assert A(x=1) != B(x=1)
+    assert A(x=1) != B(x=1)  # type: ignore[comparison-overlap]
     assert identity(A(x=1)) != identity(B(x=1))
     assert st.ZSetPython([(A(x=1), 1), (B(x=1), 1)]).data == {A(x=1): 1, B(x=1): 1}
 
@@ -144,7 +144,7 @@ def test_rows_of_one_class_are_ordered_by_their_fields() -> None:
 
 
 def test_fields_are_inherited_from_several_bases() -> None:
-    names = {f.name for f in dataclasses.fields(UserMeter)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(UserMeter)}
     assert names == {"user_id", "name", "meter_id", "reading"}
     um = UserMeter(user_id=1, name="ann", meter_id=2, reading=3)
     assert (um.user_id, um.name, um.meter_id, um.reading) == (1, "ann", 2, 3.0)

@@ -22,13 +22,13 @@ from tests.engine.operators.driver import (
     store_property,
     tags,
 )
+from tests.engine.seed_query import cache as receipt_cache
+from tests.engine.seed_query import query as seed_query
 from tests.engine.test_composed_queries import (
     labels_per_key,
     line_items,
     products,
-    receipt_cache,
     receipts_from_scratch,
-    seed_query,
     top_two_totals,
 )
 

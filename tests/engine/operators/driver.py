@@ -66,7 +66,9 @@ def store_property(
     def decorate(test: Callable[..., None]) -> Callable[[StoreMaker], None]:
         def run(make_store: StoreMaker) -> None:
             scale = STORE_SHARE.get(store_name(make_store), 0.15) * share
-            examples = max(MIN_EXAMPLES, round(settings.default.max_examples * scale))
+            profile = settings.default
+            assert profile is not None
+            examples = max(MIN_EXAMPLES, round(profile.max_examples * scale))
 
             def prop(**drawn: Any) -> None:
                 test(make_store, **drawn)

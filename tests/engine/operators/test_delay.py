@@ -51,7 +51,7 @@ def test_delay_twice_outputs_the_value_two_steps_back(
     make_store: StoreMaker, values: list[Step]
 ) -> None:
     outputs = run_stream(make_store, delayed_twice, values)
-    empty = (st.ZSetPython(),)
+    empty: Step = (st.ZSetPython(),)
     assert outputs == [empty, empty, *values[:-2]][: len(values)]
 
 
