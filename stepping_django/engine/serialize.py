@@ -336,7 +336,11 @@ def _ext_hook(code: int, body: bytes) -> Any:
         key = (code, body)
         v = _DECODED.get(key)
         if v is None:
-            v = uuid.UUID(bytes=body) if code == EXT_UUID else datetime.date.fromordinal(_unpack(body))
+            v = (
+                uuid.UUID(bytes=body)
+                if code == EXT_UUID
+                else datetime.date.fromordinal(_unpack(body))
+            )
             if len(_DECODED) >= _DECODED_MAX:
                 _DECODED.clear()
             _DECODED[key] = v
@@ -385,11 +389,18 @@ def loads(body: bytes) -> Any:
 
 
 def identity(value: Any) -> bytes:
-    """A row's stable identity: its encoding when short, else a 16-byte BLAKE2b digest."""
+    """A row's stable identity: its encoding when short, else a 16-byte BLAKE2b digest.
+    Data rows cache it (orderings sort by it, SQL stores key rows by it)."""
+    if isinstance(value, Data):
+        try:
+            return value._st_id  # type: ignore[attr-defined,no-any-return]
+        except AttributeError:
+            pass
     b = dumps(value)
-    if len(b) <= IDENTITY_BYTES:
-        return b
-    return hashlib.blake2b(b, digest_size=IDENTITY_BYTES).digest()
+    i = b if len(b) <= IDENTITY_BYTES else hashlib.blake2b(b, digest_size=IDENTITY_BYTES).digest()
+    if isinstance(value, Data):
+        object.__setattr__(value, "_st_id", i)
+    return i
 
 
 def register_enum(cls: type[enum.Enum]) -> int:
