@@ -5,8 +5,9 @@ One batch, in one transaction on the view's database:
 1. claim the view's `ViewState` row (`select_for_update(skip_locked=True)` on Postgres;
    on SQLite, a write that takes its single write lock): another applier of the same
    view makes this one report "busy" instead of waiting;
-2. build the view's tables if its version changed (or they were never built): backfill
-   from the current rows of its input models;
+2. if the view's tables are of another version (its definition changed) or were never
+   built, build them first (`build.build_view`: backfill from the source tables in pages,
+   then switch reads over); while a build runs, the applied outbox rows are handed to it;
 3. read up to BATCH_SIZE pending outbox rows, the current rows of their keys and the
    view's snapshot of those keys, and make each input's change `-old +new`;
 4. run one iteration at `Time(t, frontier=t-1)` with `t` = the view's previous time + 1,
@@ -31,20 +32,29 @@ from django.utils import timezone
 
 from stepping_django import conf
 from stepping_django import engine as st
-from stepping_django.cache_models import create_output_table, write_output
+from stepping_django.cache_models import write_output
 from stepping_django.declare import IncrementalView
 from stepping_django.engine.serialize import dumps, loads
 from stepping_django.models import Outbox, Snapshot, ViewState
 from stepping_django.registry import registry
 from stepping_django.rows import all_rows, rows_for_pks
 from stepping_django.signals import view_applied, view_failed
-from stepping_django.store import django_store, drop_tables
+from stepping_django.store import django_store
 
 _CHUNK = 500
 
 
 class Busy(Exception):
     """Another applier holds the view."""
+
+
+class NeedsBuild(Exception):
+    """The view's tables are of another version (or none): build it first (build.py)."""
+
+
+def snapshot_key(label: str, tag: str) -> str:
+    """The `Snapshot.view` of a view's tables tagged `tag`."""
+    return f"{label}#{tag}" if tag else label
 
 
 @dataclass
@@ -86,61 +96,26 @@ def _claim(view: IncrementalView, using: str) -> ViewState:
 # -- building and applying -----------------------------------------------------------------
 
 
-def _iterate(
+def iterate(
     view: IncrementalView,
     store: Any,
-    state: ViewState,
+    time: int,
     inputs: list[st.ZSetPython[Any]],
     using: str,
-) -> None:
+    output: type[models.Model] | None = None,
+) -> int:
+    """Run one iteration at `time + 1` and integrate the output change into the cache
+    (`output`: a build's cache model). Returns the new time."""
     assert view.graph is not None
-    t = state.time + 1
+    t = time + 1
     st.MAX_SLEEP_SECS = conf.max_sleep_secs()
     (out,) = st.iteration(store, view.graph, inputs, st.Time(t, t - 1, False))
-    write_output(view, out, using)
-    state.time = t
+    write_output(view, out, using, output)
+    return t
 
 
-def rebuild(view: IncrementalView, state: ViewState, using: str) -> int:
-    """Recreate `view`'s tables empty and fill them from the current rows of its inputs, in
-    batches of BATCH_SIZE rows (one iteration each). Runs in the caller's transaction with
-    the view claimed. Returns the number of rows read."""
-    assert view.graph is not None
-    drop_tables(view, using)
-    create_output_table(view, using)
-    store = django_store(view, using, create_tables=True)
-    Snapshot.objects.using(using).filter(view=view.label).delete()
-    state.time = 0
-    n = 0
-    size = conf.batch_size()
-    for model in dict.fromkeys(view.models):  # a model read twice feeds both positions
-        label = model._meta.label
-        positions = [i for i, m in enumerate(view.models) if m is model]
-        items = list(all_rows(model, using).items())
-        for i in range(0, len(items), size):
-            chunk = items[i : i + size]
-            change = st.ZSetPython({row: 1 for _, row in chunk})
-            inputs = [
-                change if j in positions else st.ZSetPython() for j in range(len(view.models))
-            ]
-            _iterate(view, store, state, inputs, using)
-            Snapshot.objects.using(using).bulk_create(
-                [
-                    Snapshot(view=view.label, model=label, object_pk=pk, row=dumps(row))
-                    for pk, row in chunk
-                ],
-                batch_size=_CHUNK,
-            )
-            n += len(chunk)
-    state.graph_identifier = view.version
-    state.built_at = timezone.now()
-    return n
-
-
-def _snapshots(
-    view: IncrementalView, label: str, keys: list[str] | None, using: str
-) -> dict[str, Any]:
-    qs = Snapshot.objects.using(using).filter(view=view.label, model=label)
+def _snapshots(key: str, label: str, keys: list[str] | None, using: str) -> dict[str, Any]:
+    qs = Snapshot.objects.using(using).filter(view=key, model=label)
     if keys is None:
         return {pk: loads(bytes(row)) for pk, row in qs.values_list("object_pk", "row").iterator()}
     out = {}
@@ -153,11 +128,11 @@ def _snapshots(
     return out
 
 
-def _changes(
-    view: IncrementalView, pending: list[tuple[int, str, str | None]], using: str
+def changes(
+    view: IncrementalView, pending: list[tuple[int, str, str | None]], using: str, key: str
 ) -> list[st.ZSetPython[Any]]:
-    """Each input's change for the pending keys (`-old +new` against the snapshot), and
-    the snapshot brought up to date."""
+    """Each input's change for the pending keys (`-old +new` against the snapshot `key`),
+    and the snapshot brought up to date."""
     keys: dict[str, set[str] | None] = {}
     for _, label, pk in pending:
         if pk is None:
@@ -165,7 +140,7 @@ def _changes(
         elif keys.get(label, set()) is not None:
             keys.setdefault(label, set()).add(pk)  # type: ignore[union-attr]
     per_model: dict[type[models.Model], st.ZSetPython[Any]] = {}
-    snapshots = Snapshot.objects.using(using).filter(view=view.label)
+    snapshots = Snapshot.objects.using(using).filter(view=key)
     for label, pks in keys.items():
         model = apps.get_model(label)
         if model not in view.models:
@@ -176,7 +151,7 @@ def _changes(
         else:
             pk_field = model._meta.pk
             current = rows_for_pks(model, [pk_field.to_python(pk) for pk in pk_list], using)
-        old = _snapshots(view, label, pk_list, using)
+        old = _snapshots(key, label, pk_list, using)
         change: dict[Any, int] = {}
         changed: list[str] = []
         for pk in pk_list if pk_list is not None else set(old) | set(current):
@@ -192,7 +167,7 @@ def _changes(
             snapshots.filter(model=label, object_pk__in=changed[i : i + _CHUNK]).delete()
         snapshots.bulk_create(
             [
-                Snapshot(view=view.label, model=label, object_pk=pk, row=dumps(current[pk]))
+                Snapshot(view=key, model=label, object_pk=pk, row=dumps(current[pk]))
                 for pk in changed
                 if pk in current
             ],
@@ -203,26 +178,34 @@ def _changes(
 
 
 def _apply_batch(view: IncrementalView, using: str, result: ApplyResult) -> int:
-    """One transaction: claim, (re)build if needed, apply one batch. Returns keys applied."""
+    """One transaction: claim, apply one batch. Returns keys applied.
+
+    Raises NeedsBuild when the view's tables are of another version (or missing). While a
+    build of the view runs (build.py), the applied outbox rows are handed to it instead of
+    deleted, so the build sees every change committed after it started reading."""
     with transaction.atomic(using=using):
         state = _claim(view, using)
         if state.graph_identifier != view.version:
-            rebuild(view, state, using)
-            result.rebuilt = True
+            raise NeedsBuild(view.label)
         pending = list(
             Outbox.objects.using(using)
-            .filter(view=view.label)
+            .filter(view=view.label, build="")
             .order_by("id")
             .values_list("id", "model", "object_pk")[: conf.batch_size()]
         )
         if pending:
-            inputs = _changes(view, pending, using)
+            inputs = changes(view, pending, using, snapshot_key(view.label, state.tables))
             if any(inputs):
-                _iterate(view, django_store(view, using), state, inputs, using)
+                store = django_store(view, using, tag=state.tables)
+                state.time = iterate(view, store, state.time, inputs, using)
                 result.iterations += 1
             ids = [i for i, _, _ in pending]
             for i in range(0, len(ids), _CHUNK):
-                Outbox.objects.using(using).filter(id__in=ids[i : i + _CHUNK]).delete()
+                rows = Outbox.objects.using(using).filter(id__in=ids[i : i + _CHUNK])
+                if state.building_version:
+                    rows.update(build=state.building_tables or "first")
+                else:
+                    rows.delete()
         if pending or result.rebuilt or state.status != ViewState.FRESH:
             state.status = ViewState.FRESH
             state.error = state.traceback = ""
@@ -277,6 +260,25 @@ def apply_view(
         except Busy:
             result.status = "busy"
             return result
+        except NeedsBuild:
+            if result.rebuilt:  # another build switched the tables meanwhile: let it be
+                result.status = "building"
+                return result
+            from stepping_django.build import BuildAbandoned, build_view
+
+            try:
+                built = build_view(view, using)
+            except BuildAbandoned:  # another build replaced this one; it applies after
+                result.status = "building"
+                return result
+            except Exception as e:
+                result.status, result.error = ViewState.FAILED, _mark_failed(view, using, e)
+                return result
+            if built.status == "building":  # another process builds it, then applies
+                result.status = "building"
+                return result
+            result.rebuilt = True
+            continue
         except Exception as e:  # the user's query, or the database: keep the input, report
             result.status, result.error = ViewState.FAILED, _mark_failed(view, using, e)
             return result

@@ -91,8 +91,9 @@ def _register(name: str, attrs: dict[str, Any]) -> type[models.Model]:
     return type(name, (models.Model,), {"__module__": __name__, **attrs})
 
 
-def output_model(view: IncrementalView) -> type[models.Model]:
-    """Create the unmanaged model over `view`'s output cache table."""
+def output_model(view: IncrementalView, db_table: str | None = None) -> type[models.Model]:
+    """Create the unmanaged model over `view`'s output cache table (or over `db_table`, a
+    table of the same columns: a build's output table, see build.py)."""
     fields: dict[str, Any] = {
         "row_id": models.CharField(max_length=32, primary_key=True),
         "weight": models.BigIntegerField(),
@@ -106,13 +107,15 @@ def output_model(view: IncrementalView) -> type[models.Model]:
         {
             "app_label": "stepping_django",
             "apps": view_apps,
-            "db_table": table_name(view.label),
+            "db_table": db_table or table_name(view.label),
             "managed": False,
             "verbose_name": view.label,
             "verbose_name_plural": view.label,
         },
     )
     camel = "".join(p.capitalize() for p in view.label.replace(".", "_").split("_"))
+    if db_table:
+        camel += "_" + db_table
 
     def __str__(self: Any) -> str:
         return str(loads(bytes(self.data)))
@@ -155,9 +158,12 @@ def state_models(view: IncrementalView) -> dict[str, type[models.Model]]:
 # -- the output cache's table -------------------------------------------------------------
 
 
-def create_output_table(view: IncrementalView, using: str) -> None:
-    """(Re)create the output cache table, empty. Runs inside a transaction on SQLite too."""
-    model = view.model
+def create_output_table(
+    view: IncrementalView, using: str, model: type[models.Model] | None = None
+) -> None:
+    """(Re)create the output cache table (or `model`'s), empty. Runs inside a transaction
+    on SQLite too."""
+    model = model or view.model
     connection = connections[using]
     editor = connection.schema_editor()
     sql, params = editor.table_sql(model)
@@ -166,11 +172,17 @@ def create_output_table(view: IncrementalView, using: str) -> None:
         cursor.execute(sql, params)
 
 
-def write_output(view: IncrementalView, change: st.ZSetPython[Any], using: str) -> None:
-    """Integrate an output change into the cache: upsert by row identity, delete at 0."""
+def write_output(
+    view: IncrementalView,
+    change: st.ZSetPython[Any],
+    using: str,
+    model: type[models.Model] | None = None,
+) -> None:
+    """Integrate an output change into the cache (or into `model`'s table, a build's):
+    upsert by row identity, delete at 0."""
     if not change:
         return
-    model = view.model
+    model = model or view.model
     manager = model._base_manager.db_manager(using)
     by_id = {identity(row).hex(): (row, c) for row, c in change.iter()}
     ids = list(by_id)

@@ -24,6 +24,9 @@ class Outbox(models.Model):
     model = models.CharField(max_length=200)
     object_pk = models.CharField(max_length=255, null=True)
     created_at = models.DateTimeField(default=timezone.now)
+    #: The tag of the view's build these keys were handed to (build.py); "" for the view's
+    #: own pending keys.
+    build = models.CharField(max_length=16, blank=True, db_default="")
 
     class Meta:
         verbose_name_plural = "outbox"
@@ -51,6 +54,14 @@ class ViewState(models.Model):
     applied_at = models.DateTimeField(null=True, blank=True)
     built_at = models.DateTimeField(null=True, blank=True)
     applied_keys = models.BigIntegerField(default=0)
+    #: The tag of the tables reads and applying use ("" for the first build's tables).
+    tables = models.CharField(max_length=16, blank=True, default="")
+    #: A build in progress (see build.py): the version it builds, its tables' tag, and
+    #: when it started and last made progress (a build silent for long is abandoned).
+    building_version = models.CharField(max_length=64, blank=True, default="")
+    building_tables = models.CharField(max_length=16, blank=True, default="")
+    build_started_at = models.DateTimeField(null=True, blank=True)
+    build_heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.view} ({self.status}, t={self.time})"

@@ -11,6 +11,7 @@ commit together or not at all.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
@@ -27,27 +28,54 @@ class UnsupportedDatabase(RuntimeError):
     """Views need SQLite or Postgres."""
 
 
-def django_store(view: IncrementalView, using: str, create_tables: bool = False) -> Any:
-    """A store for `view`'s graph on `connections[using]`, inside the current transaction."""
+def tagged_name(view: IncrementalView, name: str, tag: str) -> str:
+    """The table of state `name` in the tables tagged `tag` ("": the first build's tables,
+    named as the graph names them; another tag goes after the view's prefix)."""
+    if not tag:
+        return name
+    return view.table_prefix + tag + "_" + name[len(view.table_prefix) :]
+
+
+_TAGGED: dict[tuple[type, str, str], type] = {}
+
+
+def _store_class(view: IncrementalView, base: type, tag: str) -> type:
+    if not tag:
+        return base
+    key = (base, view.table_prefix, tag)
+    cls = _TAGGED.get(key)
+    if cls is None:
+
+        def state(self: Any, spec: Any) -> Any:
+            return base.state(self, replace(spec, name=tagged_name(view, spec.name, tag)))
+
+        cls = _TAGGED[key] = type(f"{base.__name__}_{tag}", (base,), {"state": state})
+    return cls
+
+
+def django_store(
+    view: IncrementalView, using: str, create_tables: bool = False, tag: str = ""
+) -> Any:
+    """A store for `view`'s graph on `connections[using]`, inside the current transaction,
+    over the tables tagged `tag` (see `tagged_name`)."""
     assert view.graph is not None
     connection = connections[using]
     try:
-        cls = _STORES[connection.vendor]
+        base = _STORES[connection.vendor]
     except KeyError:
         raise UnsupportedDatabase(
             f"view {view.label}: database {using!r} is {connection.vendor}; incremental views "
             "run on SQLite or PostgreSQL"
         ) from None
     connection.ensure_connection()
+    cls = _store_class(view, base, tag)
     return cls.from_graph(connection.connection, view.graph, create_tables, owns_transaction=False)
 
 
-def drop_tables(view: IncrementalView, using: str) -> None:
-    """Drop `view`'s delay-vertex tables and forget their times, if they exist."""
-    assert view.graph is not None
+def drop_tables(using: str, names: list[str]) -> None:
+    """Drop tables `names` and forget their times, where they exist."""
     connection = connections[using]
     qn = connection.ops.quote_name
-    names = [s.name for s in view.graph.states]
     with connection.cursor() as cursor:
         for name in names:
             cursor.execute(f"DROP TABLE IF EXISTS {qn(name)}")
