@@ -52,6 +52,25 @@ def join_change(
     left_at_r: dict[Any, dict[Any, int]] = {}
     lk = by_key(on_left.f, dl) if dl else {}
     rk = by_key(on_right.f, dr) if dr else {}
+    if lk and not rk:
+        # One side changed: every (left, right) pair below is distinct, weights non-zero.
+        found = rs.lookup(on_right, lk.keys())
+        out = {
+            Pair(lrow, rrow): lc * rc
+            for k, rrows in found.items()
+            for lrow, lc in lk[k]
+            for rrow, rc in rrows.items()
+        }
+        return out, left_at_r
+    if rk and not lk:
+        left_at_r = ls.lookup(on_left, rk.keys())
+        out = {
+            Pair(lrow, rrow): lc * rc
+            for k, lrows in left_at_r.items()
+            for rrow, rc in rk[k]
+            for lrow, lc in lrows.items()
+        }
+        return out, left_at_r
     if lk:
         for k, rrows in rs.lookup(on_right, lk.keys()).items():
             for lrow, lc in lk[k]:
@@ -97,7 +116,9 @@ class JoinVertex(Vertex):
     def step(self, states: tuple[State, ...], inputs: list[ZSetPython[Any]]) -> ZSetPython[Any]:
         ls, rs = states
         out, _ = join_change(ls, rs, inputs[0], inputs[1], self.on_left, self.on_right)
-        return ZSetPython.wrap({k: v for k, v in out.items() if v})
+        if 0 in out.values():
+            out = {k: v for k, v in out.items() if v}
+        return ZSetPython.wrap(out)
 
 
 def join_from_scratch(

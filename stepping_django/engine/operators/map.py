@@ -18,6 +18,10 @@ from stepping_django.engine.zset import ZSetPython
 
 def apply_map(f: Callable[[Any], Any], z: ZSetPython[Any]) -> ZSetPython[Any]:
     data = z.data
+    # Usually no two rows map to one: build the dict in C, one hash per row.
+    mapped = dict(zip([f(row) for row in data], data.values()))
+    if len(mapped) == len(data):
+        return ZSetPython.wrap(mapped)
     out: dict[Any, int] = {}
     get = out.get
     for row, c in data.items():

@@ -48,11 +48,14 @@ class MemoryState:
             was = {row: self._weight(row) != 0 for row in items}
         d = self._data
         if d is not None:
-            pop = d.pop
-            for row, c in items.items():
-                n = pop(row, 0) + c
-                if n:
-                    d[row] = n
+            if d.keys().isdisjoint(items):  # all new: in C
+                d.update(items)
+            else:
+                pop = d.pop
+                for row, c in items.items():
+                    n = pop(row, 0) + c
+                    if n:
+                        d[row] = n
         for f, buckets in self._fs:
             get = buckets.get
             emptied = []
@@ -84,7 +87,9 @@ class MemoryState:
             sl = per_group.get(g)
             if sl is None:
                 order_f, sort_key = o.order.f, o.order.sort_key
-                sl = per_group[g] = SortedKeyList(key=lambda r: (sort_key(order_f(r)), identity(r)))
+                sl = per_group[g] = SortedKeyList(
+                    key=lambda r, f=order_f, k=sort_key: (k(f(r)), identity(r))
+                )
             if present:
                 sl.add(row)
             else:
@@ -98,8 +103,7 @@ class MemoryState:
     def weights(self, rows: Collection[Any]) -> dict[Any, int]:
         d = self._data
         if d is not None:
-            get = d.get
-            return {row: w for row in rows if (w := get(row))}
+            return {row: d[row] for row in d.keys() & rows}
         out = {}
         for row in rows:
             w = self._weight(row)
