@@ -170,3 +170,9 @@ def connection_postgres(url: str) -> Iterator[ConnPostgres]:
             conn.rollback()
             raise
         conn.commit()
+
+
+def close_pools() -> None:
+    """Close this process's connection pools (at shutdown, or when done with a database)."""
+    for key in [k for k in _POOLS if k[1] == os.getpid()]:
+        _POOLS.pop(key).close()

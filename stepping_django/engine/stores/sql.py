@@ -407,7 +407,7 @@ class SQLState:
             sql = f'SELECT "identity", "c" FROM {self.table.q} WHERE {cond}'
             out.update((by_id[bytes(i)], c) for i, c in self._query(sql, params))
         pending = self._pending
-        for row in rows:
+        for row in by_id.values():
             d = pending.get(row)
             if d:
                 n = out.get(row, 0) + d
@@ -614,6 +614,11 @@ class StoreSQL:
         self._states: dict[str, SQLState] = {}
         self._reached: dict[str, int] = {}
         self._set_times: set[str] = set()
+        #: The time of the iteration under way, and the latest time this store has
+        #: applied but not committed (flush_every_set=None): its own pending changes
+        #: already hold that time, so reading never waits for it.
+        self._running: int | None = None
+        self._applied = -1
 
     @classmethod
     def from_graph(
@@ -678,10 +683,14 @@ class StoreSQL:
     # -- the Store protocol ---------------------------------------------------------------
 
     def begin(self, time: Time) -> None:
+        """An iteration starts; the previous one, if not rolled back, has completed."""
+        if self._running is not None:
+            self._applied = max(self._applied, self._running)
+        self._running = time.input_time
         self._set_times = set()
 
     def before_read(self, states: tuple[Any, ...], time: Time) -> None:
-        if time.frontier < 0:
+        if time.frontier < 0 or self._applied >= time.frontier:
             return
         names = [
             s.table.name for s in states if self._reached.get(s.table.name, -1) < time.frontier
@@ -700,11 +709,17 @@ class StoreSQL:
     def commit(self, time: Time) -> None:
         self._write([s for s in self._states.values() if s.table.name not in self._set_times], time)
         self._set_times = set()
+        self._running = None
+        self._applied = -1
 
     def rollback(self) -> None:
+        """Drop every pending change (also those of earlier flush_every_set=None
+        iterations) and roll back the connection's transaction when the store owns it."""
         for s in self._states.values():
             s.drop_pending()
         self._set_times = set()
+        self._running = None
+        self._applied = -1
         if self.owns_transaction:
             self.dialect.rollback(self.conn)
 

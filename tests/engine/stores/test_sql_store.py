@@ -1,0 +1,164 @@
+"""Behaviour both SQL stores share: attaching, rollback, waiting for frontiers, quoting."""
+
+from __future__ import annotations
+
+import time
+import types
+from typing import Any
+
+import pytest
+
+from stepping_django import engine as st
+from stepping_django.engine.stores.base import Ordered, StateSpec
+from stepping_django.engine.stores.sql import MissingTable
+from tests.engine.seed_query import LineItem, Product, cache, graph
+from tests.engine.stores.conftest import Backend
+
+
+class Item(st.Data):
+    key: int
+    label: str
+
+
+def broken_label(item: Item) -> Item:
+    """Fails on one label: a user function that raises inside an iteration."""
+    if item.label == "boom":
+        raise ValueError("boom")
+    return item
+
+
+def checked(items: st.ZSet[Item]) -> st.ZSet[st.Pair[Item, Item]]:
+    distinct = st.distinct(items)
+    joined = st.join(
+        distinct,
+        st.map(distinct, f=broken_label),
+        on_left=st.Index.pick(Item, lambda i: i.key),
+        on_right=st.Index.pick(Item, lambda i: i.key),
+    )
+    return joined
+
+
+checked_graph = st.compile(checked)
+
+
+def test_attaching_to_missing_tables_fails_at_once_naming_the_table(backend: Backend) -> None:
+    with backend.connect() as conn, pytest.raises(MissingTable, match="last_update"):
+        backend.store.from_graph(conn, graph, create_tables=False)
+    with backend.connect() as conn:
+        backend.store.from_graph(conn, graph, create_tables=True)
+    dropped = graph.states[2].name
+    with backend.connect() as conn:
+        conn.execute(f'DROP TABLE "{dropped}"')
+    with backend.connect() as conn, pytest.raises(MissingTable, match=dropped):
+        backend.store.from_graph(conn, graph, create_tables=False)
+
+
+def test_tables_start_at_time_zero(backend: Backend) -> None:
+    with backend.connect() as conn:
+        backend.store.from_graph(conn, graph, create_tables=True)
+    times = backend.dump()["last_update"]
+    assert sorted(times) == sorted((s.name, 0) for s in graph.states)
+
+
+def test_a_failing_iteration_leaves_every_table_as_it_was_and_can_be_retried(
+    backend: Backend,
+) -> None:
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, checked_graph, create_tables=True)
+        (items,) = st.actions(store, checked_graph)
+        items.insert(Item(key=1, label="a"), time=st.Time(input_time=1, frontier=0))
+    before = backend.dump()
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, checked_graph, create_tables=False)
+        (items,) = st.actions(store, checked_graph)
+        again = st.Time(input_time=2, frontier=1)
+        with pytest.raises(ValueError, match="boom"):
+            items.insert(Item(key=1, label="b"), Item(key=2, label="boom"), time=again)
+        assert backend.dump() == before
+        (joined,) = items.insert(Item(key=1, label="b"), time=again)
+    assert len(joined) == 3
+    after = dict(backend.dump()["last_update"])
+    assert set(after.values()) == {2}
+
+
+def test_a_failing_write_rolls_back_the_tables_already_written(backend: Backend) -> None:
+    """The key 2**70 does not fit the join's BIGINT column: the distinct table was already
+    written in the same transaction, and must be rolled back with the rest."""
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, checked_graph, create_tables=True)
+        (items,) = st.actions(store, checked_graph)
+        items.insert(Item(key=1, label="a"), time=st.Time(input_time=1, frontier=0))
+    before = backend.dump()
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, checked_graph, create_tables=False)
+        (items,) = st.actions(store, checked_graph)
+        with pytest.raises(Exception, match="(?i)too large|out of range"):
+            items.insert(Item(key=2**70, label="x"), time=st.Time(input_time=2, frontier=1))
+        assert backend.dump() == before
+        items.insert(Item(key=3, label="x"), time=st.Time(input_time=2, frontier=1))
+
+
+def test_waiting_past_max_sleep_secs_names_table_and_times(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(st, "MAX_SLEEP_SECS", 0.3)
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, graph, create_tables=True)
+        (products, _) = st.actions(store, graph)
+        started = time.monotonic()
+        with pytest.raises(st.FrontierTimeout) as raised:
+            products.insert(Product(name="tv", price=3), time=st.Time(input_time=5, frontier=4))
+        waited = time.monotonic() - started
+    assert 0.3 <= waited < 3
+    message = str(raised.value)
+    assert graph.states[0].name in message and "time 4" in message and "is 0" in message
+
+
+def test_a_timed_iteration_records_its_time_on_every_table(backend: Backend) -> None:
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, graph, create_tables=True)
+        (products, _) = st.actions(store, graph)
+        products.insert(Product(name="tv", price=3), time=st.Time(input_time=1, frontier=0))
+    assert {t for _, t in backend.dump()["last_update"]} == {1}
+
+
+def test_flush_none_writes_nothing_until_the_caller_commits(backend: Backend) -> None:
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, graph, create_tables=True)
+        (products, line_items) = st.actions(store, graph)
+        later = st.Time(input_time=1, frontier=0, flush_every_set=None)
+        products.insert(Product(name="tv", price=3), time=later)
+        line_items.insert(LineItem(basket_id=1, product_name="tv", qty=2), time=later)
+        assert [str(r) for r, _ in cache.zset(store).iter()] == ["Basket id: 1 total: $6.0"]
+        assert all(rows == [] for name, rows in backend.dump().items() if name != "last_update")
+        store.commit(st.Time(input_time=1, frontier=0))
+    assert {t for _, t in backend.dump()["last_update"]} == {1}
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, graph, create_tables=False)
+        assert [str(r) for r, _ in cache.zset(store).iter()] == ["Basket id: 1 total: $6.0"]
+
+
+HOSTILE = 'we"ird %s ?; DROP TABLE last_update --'
+
+
+def test_hostile_identifiers_are_quoted(backend: Backend) -> None:
+    key = st.Index(('a"b %s', "c;d"), (int, str), (True, False), lambda r: r, True)
+    spec = StateSpec(HOSTILE, indexes=(key,), ordered=(Ordered(key),))
+    fake_graph = types.SimpleNamespace(states=(spec,))
+    rows: dict[Any, int] = {(1, "x"): 1, (1, "y"): 2, (2, "'); --"): 1}
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, fake_graph, create_tables=True)
+        state = store.state(spec)
+        store.begin(st.Time())
+        state.add(st.ZSetPython(rows))
+        store.commit(st.Time(input_time=1))
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, fake_graph, create_tables=False)
+        state = store.state(spec)
+        assert state.zset() == st.ZSetPython(rows)
+        assert state.lookup(key, [(1, "y"), (2, "'); --")]) == {
+            (1, "y"): {(1, "y"): 2},
+            (2, "'); --"): {(2, "'); --"): 1},
+        }
+        assert state.first(Ordered(key), 2) == {None: [((1, "y"), 2)]}
+    assert dict(backend.dump()["last_update"]) == {HOSTILE: 1}
