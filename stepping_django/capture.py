@@ -20,8 +20,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, models, router, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
 
 from stepping_django import conf
 from stepping_django.models import Outbox
@@ -55,14 +56,34 @@ def capture(model: type[models.Model], pks: Iterable[Any] | None, using: str) ->
     keys: list[str | None] = [None] if pks is None else [str(pk) for pk in dict.fromkeys(pks)]
     if not keys:
         return
-    entries = [
-        Outbox(view=label, model=m._meta.label, object_pk=key)
+    now = timezone.now()
+    rows = [
+        (label, m._meta.label, key, now)
         for m, labels in watched
         for label in labels
         for key in keys
     ]
-    Outbox.objects.using(using).bulk_create(entries)
+    _insert(rows, using)
     _schedule({label for _, labels in watched for label in labels}, using)
+
+
+def _insert(rows: list[tuple[str, str, str | None, Any]], using: str) -> None:
+    """One INSERT of outbox rows: plain SQL, as this runs in every captured write."""
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    table = qn(Outbox._meta.db_table)
+    columns = ", ".join(qn(c) for c in ("view", "model", "object_pk", "created_at"))
+    created_at = Outbox._meta.get_field("created_at")
+    for i in range(0, len(rows), 250):
+        chunk = rows[i : i + 250]
+        params = [
+            v
+            for view, model, pk, now in chunk
+            for v in (view, model, pk, created_at.get_db_prep_value(now, connection))
+        ]
+        values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values}", params)
 
 
 # -- applying on commit -------------------------------------------------------------------
@@ -81,20 +102,22 @@ def _on_commit(using: str) -> None:
     """Run after the writer commits; the first callback of a commit takes every label."""
     pending: dict[str, set[str]] = getattr(_local, "pending", None) or {}
     labels = pending.pop(using, set())
-    for label in sorted(labels):
-        try:
-            if conf.eager():
-                from stepping_django.apply import apply_view
+    if not labels:
+        return
+    try:
+        if conf.eager():
+            from stepping_django.apply import apply_view
 
+            for label in sorted(labels):
                 apply_view(label, using=using)
-            else:
-                from stepping_django.tasks import enqueue
+        else:
+            from stepping_django.tasks import enqueue
 
-                enqueue(label, using)
-        except Exception:
-            # The writer has committed and its keys are safe in the outbox: a failure to
-            # apply or enqueue now must not fail the write. The next apply picks them up.
-            logger.exception("stepping_django: could not apply or enqueue view %s", label)
+            enqueue(labels, using)
+    except Exception:
+        # The writer has committed and its keys are safe in the outbox: a failure to
+        # apply or enqueue now must not fail the write. The next apply picks them up.
+        logger.exception("stepping_django: could not apply or enqueue views %s", sorted(labels))
 
 
 # -- signals --------------------------------------------------------------------------------

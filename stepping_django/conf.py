@@ -5,7 +5,8 @@
         "BATCH_SIZE": 1000,      # most captured keys applied in one iteration
         "MAX_SLEEP_SECS": 5.0,   # how long an iteration waits for a table's frontier
         "QUEUE": None,           # Celery queue of the apply tasks (None: Celery's default)
-        "RETRY_BUSY_SECS": 1.0,  # a task that finds its view busy runs again after this
+        "RETRY_BUSY_SECS": 0.25,  # a task that finds its view busy runs again after this
+        "TASK_DEDUPE_CACHE": None,  # a shared cache alias: one waiting task at a time
     }
 
 Every key is optional; the accessors below give the defaults. Settings are read at each
@@ -23,7 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_SIZE": 1000,
     "MAX_SLEEP_SECS": 5.0,
     "QUEUE": None,
-    "RETRY_BUSY_SECS": 1.0,
+    "RETRY_BUSY_SECS": 0.25,
+    "TASK_DEDUPE_CACHE": None,
 }
 
 
@@ -58,8 +60,18 @@ def queue() -> str | None:
 
 def retry_busy_secs() -> float:
     """When a task finds its view being applied by another worker, it is sent again after
-    this many seconds, so a change committed meanwhile is never left waiting. Default 1.0."""
+    this many seconds, so a change committed meanwhile is never left waiting. Default 0.25."""
     return float(_get("RETRY_BUSY_SECS"))
+
+
+def task_dedupe_cache() -> str | None:
+    """The alias of a Django cache shared by writers and workers (Redis, Memcached, the
+    database cache; not the per-process local-memory cache). When set, a writer sends an
+    apply task only if none is already waiting for its database, so a busy table costs one
+    broker message per task run instead of one per commit. Default None: every commit
+    sends one task (for the views it changed)."""
+    value = _get("TASK_DEDUPE_CACHE")
+    return None if value is None else str(value)
 
 
 def validate() -> list[str]:

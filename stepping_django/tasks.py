@@ -1,40 +1,91 @@
 """Celery tasks: thin wrappers over `apply.apply_view`.
 
-The writer's `transaction.on_commit` sends `apply_view_task(label, using)`. A task that
-finds its view busy (another worker is applying it) sends itself again after
-RETRY_BUSY_SECS, so a change committed while the other worker was finishing is never
-left waiting for a write that may not come.
+When a writer commits, `enqueue(labels, using)` sends one `apply_views_task` for the views
+its transaction changed. The task applies each of them; a view that another worker is
+applying ("busy") is sent again after RETRY_BUSY_SECS, so a change committed while that
+worker was finishing is never left waiting for a write that may not come.
+
+With TASK_DEDUPE_CACHE, a flag per database in that shared cache says "a task is waiting":
+a writer sends a task only when it sets the flag, and the task clears the flag when it
+starts, before reading the outbox, then applies every view with pending keys (the retry
+of a busy view is sent without the flag, so it never holds writers' tasks back). So every
+committed change is followed by a task that has not yet read the outbox, and a busy system
+sends one message per task run instead of one per commit. A flag left by a lost message
+expires after DEDUPE_TIMEOUT_SECS; changes committed before then wait for the next write
+or `manage.py stepping apply`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from celery import shared_task
+from django.core.cache import caches
 
 from stepping_django import conf
 from stepping_django.apply import apply_view
+from stepping_django.models import Outbox
 
-#: Batches one task applies before handing the rest to a fresh task (fairness per worker).
-MAX_BATCHES_PER_TASK = 50
-
-
-@shared_task(name="stepping_django.apply_view", ignore_result=True)
-def apply_view_task(label: str, using: str = "default") -> dict[str, Any]:
-    """Apply the pending changes of view `label` on database `using`."""
-    result = apply_view(label, using=using, max_batches=MAX_BATCHES_PER_TASK)
-    if result.status == "busy":
-        enqueue(label, using, countdown=conf.retry_busy_secs())
-    elif result.status == "fresh" and result.batches >= MAX_BATCHES_PER_TASK:
-        enqueue(label, using)
-    return {"view": label, "status": result.status, "keys": result.keys, "error": result.error}
+#: Rounds (one batch per view) one task runs before handing the rest to a fresh task.
+MAX_ROUNDS_PER_TASK = 50
+#: A "task waiting" flag older than this is ignored (its message was lost).
+DEDUPE_TIMEOUT_SECS = 60
 
 
-def enqueue(label: str, using: str, countdown: float | None = None) -> None:
-    """Send the apply task for `label` to the configured queue."""
+def _flag(using: str) -> str:
+    """The "a task is waiting" flag of a database's views on the configured queue."""
+    return f"stepping_django:queued:{conf.queue() or ''}:{using}"
+
+
+# acks_late: a task lost with its worker is delivered again (applying is idempotent), and with
+# worker_prefetch_multiplier=1 a busy worker holds no waiting task back from an idle one.
+@shared_task(name="stepping_django.apply_views", ignore_result=True, acks_late=True)
+def apply_views_task(labels: list[str] | None, using: str = "default") -> None:
+    """Apply the pending changes of views `labels` (None: every view with pending keys)
+    on database `using`."""
+    alias = conf.task_dedupe_cache()
+    if alias is not None:
+        caches[alias].delete(_flag(using))
+    if labels is None or alias is not None:
+        pending = Outbox.objects.using(using).values_list("view", flat=True).distinct()
+        labels = sorted({*(labels or ()), *pending})
+    # Round robin, one batch per view per round: a view that keeps receiving changes does
+    # not hold the others back.
+    busy: list[str] = []
+    remaining = list(labels)
+    for _ in range(MAX_ROUNDS_PER_TASK):
+        if not remaining:
+            break
+        more = []
+        for label in remaining:
+            result = apply_view(label, using=using, max_batches=1)
+            if result.status == "busy":
+                busy.append(label)
+            elif result.status == "fresh" and result.keys:
+                more.append(label)
+        remaining = more
+    if busy:  # not through the flag: writers meanwhile must still send their own task
+        enqueue(busy, using, countdown=conf.retry_busy_secs(), dedupe=False)
+    if remaining:
+        enqueue(remaining, using)
+
+
+def enqueue(
+    labels: Iterable[str], using: str, countdown: float | None = None, dedupe: bool = True
+) -> None:
+    """Send one apply task for `labels` to the configured queue (unless one is waiting)."""
+    alias = conf.task_dedupe_cache() if dedupe else None
+    if alias is not None and not caches[alias].add(_flag(using), 1, timeout=DEDUPE_TIMEOUT_SECS):
+        return
     options: dict[str, Any] = {}
     if conf.queue() is not None:
         options["queue"] = conf.queue()
     if countdown:
         options["countdown"] = countdown
-    apply_view_task.apply_async(args=(label, using), **options)
+    try:
+        apply_views_task.apply_async(args=(sorted(labels), using), **options)
+    except Exception:
+        if alias is not None:
+            caches[alias].delete(_flag(using))
+        raise

@@ -34,7 +34,11 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The Celery test runs the writer with EAGER off and a worker on its own queue.
-STEPPING = {"EAGER": True, "QUEUE": os.environ.get("STEPPING_TEST_QUEUE") or None}
+STEPPING = {
+    "EAGER": True,
+    "QUEUE": os.environ.get("STEPPING_TEST_QUEUE") or None,
+    "TASK_DEDUPE_CACHE": os.environ.get("STEPPING_TEST_DEDUPE") or None,
+}
 ROOT_URLCONF = "tests.urls"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -56,3 +60,11 @@ TEMPLATES = [
 ]
 CELERY_BROKER_URL = os.environ.get("STEPPING_TEST_BROKER", "redis://127.0.0.1:6379/15")
 CELERY_TASK_ALWAYS_EAGER = False
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Shared by the test process and its Celery worker (for TASK_DEDUPE_CACHE).
+    "shared": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("STEPPING_TEST_CACHE", "redis://127.0.0.1:6379/15"),
+    },
+}

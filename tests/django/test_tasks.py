@@ -50,8 +50,14 @@ class Worker:
     log: Path
 
 
+@pytest.fixture(params=[None, "shared"], ids=["task-per-commit", "dedupe-cache"])
+def dedupe(request: pytest.FixtureRequest) -> str | None:
+    """TASK_DEDUPE_CACHE of the writer and the worker: off, or the Redis cache `shared`."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def worker(broker: str, tmp_path: Path) -> Iterator[Worker]:
+def worker(broker: str, tmp_path: Path, dedupe: str | None) -> Iterator[Worker]:
     """A `celery worker` process on its own queue, using the test's Postgres database."""
     queue = f"stepping-test-{uuid.uuid4().hex[:8]}"
     env = {
@@ -59,6 +65,7 @@ def worker(broker: str, tmp_path: Path) -> Iterator[Worker]:
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "STEPPING_TEST_PG_NAME": connections["postgres"].settings_dict["NAME"],
         "STEPPING_TEST_QUEUE": queue,
+        "STEPPING_TEST_DEDUPE": dedupe or "",
     }
     log_path = tmp_path / "celery.log"
     log = open(log_path, "w+")  # noqa: SIM115 (closed below)
@@ -87,14 +94,12 @@ def views_fresh(using: str) -> bool:
 @pytest.mark.postgres
 @pytest.mark.broker
 @pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
-def test_a_worker_process_keeps_the_views_fresh(
-    worker: Worker,
-) -> None:
+def test_a_worker_process_keeps_the_views_fresh(worker: Worker, dedupe: str | None) -> None:
     proc, queue = worker.proc, worker.queue
     using = "postgres"
     import tests.celeryapp  # noqa: F401  (the current Celery app of the writer)
 
-    with override_settings(STEPPING={"EAGER": False, "QUEUE": queue}):
+    with override_settings(STEPPING={"EAGER": False, "QUEUE": queue, "TASK_DEDUPE_CACHE": dedupe}):
         tv = Product.objects.using(using).create(name="tv", price=3)
         radio = Product.objects.using(using).create(name="radio", price=5)
         baskets = [Basket.objects.using(using).create(customer=c) for c in "abc"]
