@@ -1,0 +1,111 @@
+"""Postgres specifics: column types, connections the store refuses, and running inside a
+transaction someone else owns (as the Django layer does)."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from stepping_django import engine as st
+from stepping_django.engine.stores.base import StateSpec
+from stepping_django.engine.stores.postgres import close_pools
+from tests.engine.seed_query import LineItem, Product, cache, graph
+from tests.engine.stores.postgres_schemas import Schemas, require_postgres
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    require_postgres()
+    schemas = Schemas()
+    try:
+        yield schemas.new_url()
+    finally:
+        close_pools()
+        schemas.close()
+
+
+def test_columns_have_types_that_compare_as_python_does(url: str) -> None:
+    with st.connection_postgres(url) as conn:
+        st.StorePostgres.from_graph(conn, graph, create_tables=True)
+        found = conn.execute(
+            "SELECT table_name, column_name, data_type, collation_name, is_nullable "
+            "FROM information_schema.columns WHERE table_schema = current_schema()"
+        ).fetchall()
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+    columns = {(t, c): (ty, coll, null) for t, c, ty, coll, null in found}
+    left, _, _, groups, _ = (s.name for s in graph.states)
+    assert columns[("last_update", "t")] == ("bigint", None, "NO")
+    assert columns[(left, "identity")] == ("bytea", None, "NO")
+    assert columns[(left, "data")] == ("bytea", None, "NO")
+    assert columns[(left, "ixd__name__name")] == ("text", "C", "NO")
+    assert columns[(left, "c")] == ("bigint", None, "NO")
+    assert columns[(groups, "ixd__right_basket_id__right_basket_id")][0] == "bigint"
+    assert f"ix__{left}__name" in indexes
+
+
+def test_floats_and_optional_keys_get_valid_types(url: str) -> None:
+    class Reading(st.Data):
+        value: float
+        note: str | None
+
+    value = st.Index.pick(Reading, lambda r: r.value, ascending=False)
+    note = st.Index.pick(Reading, lambda r: r.note)
+    spec = StateSpec("readings", indexes=(value, note))
+    with st.connection_postgres(url) as conn:
+        st.StorePostgres.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
+        found = dict(
+            conn.execute(
+                "SELECT column_name, data_type || ' ' || is_nullable "
+                "FROM information_schema.columns WHERE table_name = 'readings'"
+            ).fetchall()
+        )
+    assert found["ixd__value__value"] == "double precision NO"
+    assert found["ixd__note__note"] == "text YES"
+
+
+def test_an_autocommit_connection_is_refused_unless_the_caller_owns_the_transaction(
+    url: str,
+) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        with pytest.raises(ValueError, match="autocommit"):
+            st.StorePostgres.from_graph(conn, graph, create_tables=True)
+        st.StorePostgres.from_graph(conn, graph, create_tables=True, owns_transaction=False)
+
+
+def test_with_owns_transaction_false_the_caller_commits_or_rolls_back(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        st.StorePostgres.from_graph(conn, graph, create_tables=True)
+
+    def receipts() -> list[str]:
+        with psycopg.connect(url) as conn:
+            store = st.StorePostgres.from_graph(conn, graph, create_tables=False)
+            return sorted(str(r) for r, _ in cache.zset(store).iter())
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        store = st.StorePostgres.from_graph(
+            conn, graph, create_tables=False, owns_transaction=False
+        )
+        products, line_items = st.actions(store, graph)
+        with conn.transaction(force_rollback=True):
+            products.insert(Product(name="tv", price=3), time=st.Time(1, 0))
+            assert receipts() == []  # not committed: other connections see nothing
+        with conn.transaction():
+            products.insert(Product(name="tv", price=3), time=st.Time(1, 0))
+            line_items.insert(LineItem(basket_id=1, product_name="tv", qty=2), time=st.Time(2, 1))
+    assert receipts() == ["Basket id: 1 total: $6.0"]
+
+
+def test_a_table_name_postgres_would_truncate_is_refused(url: str) -> None:
+    spec = StateSpec("t" * 64)
+    with st.connection_postgres(url) as conn, pytest.raises(ValueError, match="63 bytes"):
+        st.StorePostgres.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
+
+
+def test_connections_come_from_one_pool_per_process(url: str) -> None:
+    with st.connection_postgres(url) as first:
+        pid = first.info.backend_pid
+    with st.connection_postgres(url) as second:
+        assert second.info.backend_pid == pid

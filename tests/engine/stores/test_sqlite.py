@@ -1,0 +1,121 @@
+"""SQLite specifics: the seed's schema, and what an iteration sends to the database.
+
+SQLite can trace every statement it runs, which shows that an iteration reads by key
+(never a whole table) and that each keyed read is one statement for its whole batch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stepping_django import engine as st
+from tests.engine.seed_query import LineItem, Product, graph
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
+    """The seed's store on a file, loaded as the seed loads it, and a statement trace."""
+    path = tmp_path / "my.db"
+    traced: list[str] = []
+    with st.connection_sqlite(path) as conn:
+        store = st.StoreSQLite.from_graph(conn, graph, create_tables=True)
+        products, line_items = st.actions(store, graph)
+        products.insert(Product(name="tv", price=3), Product(name="radio", price=5))
+        conn.set_trace_callback(traced.append)
+        line_items.insert(
+            LineItem(basket_id=1, product_name="radio", qty=4),
+            LineItem(basket_id=1, product_name="tv", qty=1),
+            LineItem(basket_id=2, product_name="tv", qty=2),
+        )
+    yield path, traced
+
+
+def columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str, int, int]]:
+    """(name, type, not null, primary key) of each column, as `.schema` shows them."""
+    rows = conn.execute('SELECT name, type, "notnull", pk FROM pragma_table_info(?)', [table])
+    return [tuple(r) for r in rows]
+
+
+def test_schema_is_the_seeds(db: tuple[Path, list[str]]) -> None:
+    path, _ = db
+    join_left, join_right, rows, groups, receipts = (s.name for s in graph.states)
+    with sqlite3.connect(path) as conn:
+        assert columns(conn, "last_update") == [("table_name", "TEXT", 0, 1), ("t", "BIGINT", 1, 0)]
+        assert columns(conn, join_left) == [
+            ("identity", "BLOB", 0, 1),
+            ("data", "BLOB", 1, 0),
+            ("ixd__name__name", "TEXT", 1, 0),
+            ("c", "BIGINT", 1, 0),
+        ]
+        assert columns(conn, join_right)[2] == ("ixd__product_name__product_name", "TEXT", 1, 0)
+        assert [c[0] for c in columns(conn, rows)] == ["identity", "data", "c"]
+        assert columns(conn, groups)[2][:2] == ("ixd__right_basket_id__right_basket_id", "INTEGER")
+        indexes = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type='index'"))
+        assert indexes[f"ix__{join_left}__name"] == join_left
+        assert indexes[f"ix__{join_right}__product_name"] == join_right
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        names = {r[0] for r in conn.execute(f'SELECT "ixd__name__name" FROM "{join_left}"')}
+    assert names == {"tv", "radio"}
+
+
+@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 shell is not installed")
+def test_the_sqlite3_shell_shows_the_layout(db: tuple[Path, list[str]]) -> None:
+    path, _ = db
+    shown = subprocess.run(
+        ["sqlite3", str(path), ".schema"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "CREATE TABLE last_update (" in shown
+    assert '"ixd__name__name" TEXT NOT NULL' in shown
+    assert f'CREATE INDEX "ix__{graph.states[0].name}__name"' in shown
+
+
+def test_an_iteration_reads_only_by_key_one_statement_per_read(
+    db: tuple[Path, list[str]],
+) -> None:
+    _, traced = db
+    selects = [s for s in traced if s.lstrip().upper().startswith("SELECT")]
+    data_reads = [s for s in selects if "last_update" not in s]
+    assert data_reads, traced
+    assert all(" WHERE " in s for s in data_reads), data_reads
+    # join: the products at the line items' keys; group_reduce: weights of the changed
+    # rows, then the groups at their keys. One statement each.
+    assert len(data_reads) == 3, data_reads
+    writes = [s for s in traced if s.lstrip().upper().startswith(("INSERT", "DELETE"))]
+    deletes = [s for s in writes if s.startswith("DELETE")]
+    assert len(deletes) == 4  # one per table written: join right, rows, groups, receipts
+
+
+def test_a_keyed_read_of_many_keys_is_one_statement(tmp_path: Path) -> None:
+    with st.connection_sqlite(tmp_path / "keys.db") as conn:
+        store = st.StoreSQLite.from_graph(conn, graph, create_tables=True)
+        products = store.state(graph.states[0])
+        by_name = graph.states[0].indexes[0]
+        store.begin(st.Time())
+        products.add(st.ZSetPython({Product(name=f"p{i}", price=i): 1 for i in range(2000)}))
+        store.commit(st.Time())
+        traced: list[str] = []
+        conn.set_trace_callback(traced.append)
+        found = products.lookup(by_name, [f"p{i}" for i in range(0, 2000, 2)])
+        weights = products.weights([Product(name=f"p{i}", price=i) for i in range(1000)])
+    assert len(found) == 1000 and len(weights) == 1000
+    assert len(traced) == 2
+
+
+def test_many_keys_beyond_the_parameter_limit_still_work(tmp_path: Path) -> None:
+    with st.connection_sqlite(tmp_path / "limit.db") as conn:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
+        store = st.StoreSQLite.from_graph(conn, graph, create_tables=True)
+        products = store.state(graph.states[0])
+        rows = {Product(name=f"p{i}", price=i): 1 for i in range(500)}
+        store.begin(st.Time())
+        products.add(st.ZSetPython(rows))
+        store.commit(st.Time())
+        assert products.weights(list(rows)) == rows
+        found = products.lookup(graph.states[0].indexes[0], [f"p{i}" for i in range(500)])
+    assert len(found) == 500
