@@ -28,4 +28,5 @@ class SteppingConfig(AppConfig):
         capture.connect_signals()
         checks.register(stepping_checks.check_views, checks.Tags.models)
         checks.register(stepping_checks.check_settings)
+        checks.register(stepping_checks.check_unbuilt_versions, checks.Tags.database)
         post_migrate.connect(build_views_on_migrate, sender=self)

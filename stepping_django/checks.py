@@ -13,6 +13,7 @@
 | stepping_django.E009   | a bad STEPPING setting                                         |
 | stepping_django.W001   | an input model whose default manager is not a StepManager      |
 | stepping_django.W002   | a view without a return annotation (its cache has no columns)  |
+| stepping_django.W003   | a deployed view whose new version (definition) is not built yet |
 """
 
 from __future__ import annotations
@@ -89,3 +90,38 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
         for msg in conf.validate()
     ]
+
+
+def check_unbuilt_versions(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn about views built on a database at another version than the one declared: reads
+    serve the old version until the new one is built (`migrate` or `stepping apply`)."""
+    from django.db import DatabaseError, connections
+
+    from stepping_django.maintenance import unbuilt_versions
+    from stepping_django.models import ViewState
+
+    out: list[checks.CheckMessage] = []
+    for using in databases or ():
+        try:
+            if ViewState._meta.db_table not in connections[using].introspection.table_names():
+                continue
+            stale = unbuilt_versions(using)
+        except DatabaseError:
+            continue  # the database checks report an unreachable database
+        for view, state in stale:
+            building = " (a build is running)" if state.building_version else ""
+            out.append(
+                checks.Warning(
+                    f"view {view.label} on database {using!r} is built at version "
+                    f"{state.graph_identifier}, but its definition is now version "
+                    f"{view.version}, not built yet{building}: reads serve the old version",
+                    hint=f"Run `manage.py stepping apply {view.label} --database {using}` (or "
+                    "`migrate`) to build it, then `manage.py stepping prune` to drop the old "
+                    "tables.",
+                    obj=view.label,
+                    id="stepping_django.W003",
+                )
+            )
+    return out
