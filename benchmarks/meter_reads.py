@@ -103,6 +103,9 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("insert_p99_ms", "single-read insert p99, ms", "{:.3f}", False),
     ("peak_mb", "peak memory (ru_maxrss), MB", "{:,.1f}", False),
     ("load_cpu_secs", "load, CPU seconds of the process", "{:.2f}", False),
+    ("cpu_last_over_first", "last 10% / first 10%, by process CPU time", "{:.2f}", True),
+    ("last_over_second", "last 10% / second 10% (all groups exist in both)", "{:.2f}", True),
+    ("load_avg", "machine load average (1 min) at the end", "{:.1f}", False),
     ("plain_select_p50_ms", "plain indexed SELECT of the same rows p50, ms", "{:.3f}", False),
     ("lookup_over_plain", "cache lookup / plain SELECT", "{:.1f}", False),
     ("bytes_per_delay_row", "bytes on disk per delay-table row", "{:,.0f}", False),
@@ -116,7 +119,7 @@ ROWS: list[tuple[str, str, str, bool]] = [
 
 
 def ratio(key: str, ours: dict[str, Any], ref: dict[str, Any] | None) -> str:
-    if ref is None or key in ("n", "cache_rows", "correct", "delay_rows"):
+    if ref is None or key in ("n", "cache_rows", "correct", "delay_rows", "load_avg"):
         return ""
     a, b = ours.get(key), ref.get(key)
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
