@@ -1,0 +1,408 @@
+"""What incremental views cost the writers, and how fresh they stay. Postgres + Redis.
+
+    .venv/bin/python benchmarks/django_writes.py [--saves 2000] [--seconds 10] [--rate 200]
+
+The demo shop (demo_project/shop: three views reading line items) on a fresh Postgres
+database `bench_stepping`, with EAGER off (writers send Celery tasks on commit):
+
+1. save() latency: one process saves one line item per transaction (`qty` changes), with
+   the views and with them switched off in that process (no capture: a plain save).
+2. writes/s from 4 concurrent writer processes, with and without the views.
+3. freshness lag under a paced writer (`--rate` writes/s) with 2 Celery worker processes
+   (solo pool): per captured key, from its capture to its removal from the outbox (the
+   applier deleted it in the transaction that updated the view), sampled every 10 ms.
+
+The run's section replaces the previous "Django writes" section of benchmarks/RESULTS.md
+(`--no-record`: print only). BENCH_DEBUG=1 prints every key's lag; BENCH_WORKER_LOG=info
+writes the workers' logs to /tmp/bench-worker<i>.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = "benchmarks.django_bench_settings"
+QUEUE = "stepping-bench"
+
+
+def setup_django(views: bool = True) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    import demo_project.celery  # noqa: F401  (the current Celery app)
+
+    if not views:
+        switch_views_off()
+
+
+def switch_views_off() -> None:
+    """This process captures nothing: no view is registered, no signal connected."""
+    from django.db.models.signals import post_delete, post_save
+
+    from stepping_django import capture
+    from stepping_django.registry import registry
+
+    for view in registry.all_views():
+        registry.unregister(view.label)
+    for model in list(capture._connected):
+        uid = f"stepping_django:{model._meta.label}"
+        post_save.disconnect(sender=model, dispatch_uid=uid)
+        post_delete.disconnect(sender=model, dispatch_uid=uid)
+
+
+def child(mode: str, views: bool, arg: float, seed: int) -> None:
+    """Run in a subprocess; prints one JSON result."""
+    setup_django(views)
+    from django.db import transaction
+
+    from demo_project.shop.models import LineItem
+
+    rng = random.Random(seed)
+    pks = list(LineItem.objects.values_list("pk", flat=True))
+    items = {pk: LineItem.objects.get(pk=pk) for pk in rng.sample(pks, min(200, len(pks)))}
+    chosen = list(items.values())
+
+    def save_one() -> None:
+        item = rng.choice(chosen)
+        item.qty = rng.randint(1, 9)
+        with transaction.atomic():
+            item.save(update_fields=["qty"])
+
+    if mode == "latency":
+        for _ in range(100):  # warm up
+            save_one()
+        times = []
+        for _ in range(int(arg)):
+            t0 = time.perf_counter()
+            save_one()
+            times.append(time.perf_counter() - t0)
+        print(json.dumps({"times": times}))
+    elif mode == "throughput":
+        n, end = 0, time.perf_counter() + arg
+        while time.perf_counter() < end:
+            save_one()
+            n += 1
+        print(json.dumps({"writes": n, "seconds": arg}))
+    elif mode == "paced":
+        rate, seconds = arg, float(os.environ["BENCH_PACED_SECONDS"])
+        start, n = time.perf_counter(), 0
+        while (now := time.perf_counter()) < start + seconds:
+            due = start + n / rate
+            if now < due:
+                time.sleep(due - now)
+            save_one()
+            n += 1
+        print(json.dumps({"writes": n, "seconds": time.perf_counter() - start}))
+
+
+def spawn(
+    mode: str, views: bool, arg: float, seed: int, extra: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, **(extra or {})}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            "--views",
+            str(int(views)),
+            "--arg",
+            str(arg),
+            "--seed",
+            str(seed),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def result(proc: subprocess.Popen[str]) -> dict:
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"child failed ({proc.returncode})")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def recreate_database() -> None:
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], dbname="postgres", user=db["USER"], autocommit=True
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}"')
+        conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+
+
+def load_shop(products: int, baskets: int, per_basket: int) -> None:
+    import datetime as dt
+
+    from django.core.management import call_command
+    from django.db import transaction
+
+    from demo_project.shop.models import Basket, LineItem, Product
+
+    call_command("migrate", verbosity=0)
+    rng = random.Random(1)
+    with transaction.atomic():
+        ps = Product.objects.bulk_create(
+            [Product(name=f"p{i}", price=float(rng.randint(1, 500))) for i in range(products)]
+        )
+        bs = Basket.objects.bulk_create(
+            [Basket(customer=f"c{i}", day=dt.date(2026, 11, 1 + i % 28)) for i in range(baskets)]
+        )
+        LineItem.objects.bulk_create(
+            [
+                LineItem(basket=b, product=rng.choice(ps), qty=rng.randint(1, 5))
+                for b in bs
+                for _ in range(per_basket)
+            ]
+        )
+    drain()
+
+
+def purge() -> None:
+    from demo_project.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(QUEUE)
+
+
+def drain() -> None:
+    """Apply everything now, including the writes of processes that had no views (their
+    keys were not captured: compare every line item), and clear the queue and the flags."""
+    from django.core.cache import cache
+
+    import stepping_django
+    from demo_project.shop.models import LineItem
+
+    stepping_django.notify(LineItem)
+    stepping_django.apply_pending()
+    purge()
+    cache.clear()
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def start_workers(n: int) -> list[subprocess.Popen[str]]:
+    """`n` Celery worker processes (solo pool); BENCH_WORKER_LOG=info logs to /tmp."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS}
+    level = os.environ.get("BENCH_WORKER_LOG", "")
+    procs = []
+    for i in range(n):
+        argv = ["-A", "demo_project", "worker", "-P", "solo", "-Q", QUEUE, "-n", f"bench{i}@%h"]
+        argv += ["-l", level or "warning", "--without-gossip", "--without-mingle"]
+        log = open(f"/tmp/bench-worker{i}.log", "w") if level else subprocess.DEVNULL  # noqa: SIM115
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", *argv, "--without-heartbeat"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        )
+    return procs
+
+
+def measure_lag(rate: float, seconds: float, workers: int) -> dict[str, float]:
+    from django.db import connection, transaction
+
+    import stepping_django
+    from demo_project.shop.models import LineItem
+    from stepping_django.models import Outbox
+
+    procs = start_workers(workers)
+    # Warm up: until each worker has applied something, the lag would include its start.
+    deadline = time.monotonic() + 60
+    for pk in LineItem.objects.values_list("pk", flat=True)[: 4 * workers]:
+        with transaction.atomic():
+            stepping_django.notify(LineItem, [pk])
+        while Outbox.objects.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    writer = spawn("paced", True, rate, 7, {"BENCH_PACED_SECONDS": str(seconds)})
+    seen: dict[int, datetime] = {}
+    lags: list[float] = []
+    backlog: list[int] = []
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT id, created_at FROM stepping_django_outbox")
+            now = datetime.now(UTC)
+            current = dict(cursor.fetchall())
+            backlog.append(len(current))
+            for i in list(seen):
+                if i not in current:
+                    created = seen.pop(i)
+                    lags.append((now - created).total_seconds())
+                    if os.environ.get("BENCH_DEBUG"):
+                        print(f"lag {lags[-1]:.3f} created {created:%H:%M:%S.%f}", file=sys.stderr)
+            for i, created in current.items():
+                seen.setdefault(i, created)
+            if writer.poll() is not None and not current:
+                break
+            time.sleep(0.01)
+    written = result(writer)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+    return {
+        "writes": written["writes"],
+        "rate": written["writes"] / written["seconds"],
+        "keys": len(lags),
+        "p50": pct(lags, 50),
+        "p99": pct(lags, 99),
+        "max": max(lags),
+        "backlog_max": max(backlog),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--saves", type=int, default=2000, help="saves per latency run")
+    parser.add_argument("--seconds", type=float, default=10, help="seconds per throughput run")
+    parser.add_argument("--rate", type=float, default=200, help="paced writes/s for the lag run")
+    parser.add_argument("--lag-seconds", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument("--child")
+    parser.add_argument("--views", type=int, default=1)
+    parser.add_argument("--arg", type=float, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, bool(args.views), args.arg, args.seed)
+        return
+
+    setup_django()
+    recreate_database()
+    load_shop(products=200, baskets=2000, per_basket=3)
+
+    variants = {  # name: (views, extra environment)
+        "none": (False, {}),
+        "dedupe": (True, {}),
+        "per_commit": (True, {"BENCH_DEDUPE": ""}),
+    }
+    lat: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(2):  # interleaved, to even out drift
+        for name, (views, extra) in variants.items():
+            lat[name] += result(spawn("latency", views, args.saves / 2, 1, extra))["times"]
+            drain()
+    tput: dict[bool, float] = {}
+    for views in (False, True):
+        procs = [spawn("throughput", views, args.seconds, 10 + i) for i in range(4)]
+        tput[views] = sum(result(p)["writes"] for p in procs) / args.seconds
+        drain()
+    lag = measure_lag(args.rate, args.lag_seconds, args.workers)
+
+    from demo_project.shop.incremental import basket_totals, product_day_revenue, top_products
+
+    fresh = all(
+        v.maintained() == v.from_scratch()
+        for v in (basket_totals, product_day_revenue, top_products)
+    )
+    p50 = {v: statistics.median(lat[v]) * 1000 for v in lat}
+    mean = {v: statistics.mean(lat[v]) * 1000 for v in lat}
+    rows = [
+        (
+            "save() p50, ms (1 writer)",
+            f"{p50['none']:.3f}",
+            f"{p50['dedupe']:.3f}",
+            f"{p50['dedupe'] / p50['none']:.2f}x",
+        ),
+        (
+            "save() mean, ms (1 writer)",
+            f"{mean['none']:.3f}",
+            f"{mean['dedupe']:.3f}",
+            f"{mean['dedupe'] / mean['none']:.2f}x",
+        ),
+        (
+            "save() p50, ms, a task sent per commit (no TASK_DEDUPE_CACHE)",
+            f"{p50['none']:.3f}",
+            f"{p50['per_commit']:.3f}",
+            f"{p50['per_commit'] / p50['none']:.2f}x",
+        ),
+        (
+            "writes/s, 4 writer processes",
+            f"{tput[False]:,.0f}",
+            f"{tput[True]:,.0f}",
+            f"{tput[True] / tput[False]:.2f}x",
+        ),
+    ]
+    command = (
+        ".venv/bin/python benchmarks/django_writes.py"
+        f" --saves {args.saves} --seconds {args.seconds:g}"
+        f" --rate {args.rate:g} --lag-seconds {args.lag_seconds:g} --workers {args.workers}"
+    )
+    machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}"
+    table = [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    text = [
+        "",
+        "## Django writes (demo shop: 3 views on line items; Postgres + Redis)",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine}",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "- data: 200 products, 2,000 baskets, 6,000 line items. A write is one `save()` of one",
+        "  line item in its own transaction. With the views it also inserts 3 outbox rows (one",
+        "  per view) and, on commit (EAGER off), sends one Celery task unless one is already",
+        "  waiting (TASK_DEDUPE_CACHE, a flag in Redis). No worker runs during the save() and",
+        "  writes/s runs, so those measure the writers' own cost.",
+        "",
+        "| figure | no views | with views | ratio |",
+        "|---|---:|---:|---:|",
+        *table,
+        "",
+        f"Freshness under a paced writer: {lag['rate']:.0f} writes/s for {args.lag_seconds:g} s",
+        f"({lag['writes']:,} writes, {lag['keys']:,} captured keys), {args.workers} Celery worker",
+        "processes (solo pool); lag from capture to the applied view's commit:",
+        "",
+        "| lag, seconds | p50 | p99 | max |",
+        "|---|---:|---:|---:|",
+        f"| capture -> applied | {lag['p50']:.3f} | {lag['p99']:.3f} | {lag['max']:.3f} |",
+        "",
+        f"Largest outbox backlog seen: {lag['backlog_max']:,} keys. After the run every view",
+        f"equals a from-scratch computation: {fresh}.",
+        "",
+    ]
+    print("\n".join(text))
+    if not args.no_record:
+        record("\n".join(text))
+
+
+def record(section: str) -> None:
+    """Put this run's section in RESULTS.md, replacing the previous run's (other sections
+    belong to other benchmarks and are kept as they are)."""
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    start = text.find("\n## Django writes")
+    if start != -1:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + (text[end:] if end != -1 else "\n")
+    path.write_text(text.rstrip("\n") + "\n" + section)
+
+
+if __name__ == "__main__":
+    main()
