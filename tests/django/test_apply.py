@@ -247,3 +247,45 @@ def test_rolled_back_writer_leaves_nothing(using: str) -> None:
     assert not Outbox.objects.using(using).exists()
     stepping_django.apply_pending(using)
     assert not incremental.basket_totals.objects.using(using).exists()
+
+
+def test_eager_writer_is_not_disturbed_by_a_failing_view(
+    using: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    incremental.FAIL_ON.add("bad")
+    try:
+        with django_capture_on_commit_callbacks(using=using, execute=True):
+            bad = Product.objects.using(using).create(name="bad", price=1)
+        assert Product.objects.using(using).filter(pk=bad.pk).exists()  # the write stands
+        state = ViewState.objects.using(using).get(view="testapp.checked_prices")
+        assert state.status == ViewState.FAILED
+        assert ViewState.objects.using(using).get(view="testapp.basket_totals").status == "fresh"
+    finally:
+        incremental.FAIL_ON.discard("bad")
+
+
+def test_applied_and_failed_signals(using: str) -> None:
+    from stepping_django.signals import view_applied, view_failed
+
+    seen: list[tuple[str, str, Any]] = []
+
+    def on_applied(sender: Any, **kw: Any) -> None:
+        seen.append(("applied", sender.label, kw["keys"]))
+
+    def on_failed(sender: Any, **kw: Any) -> None:
+        seen.append(("failed", sender.label, type(kw["error"]).__name__))
+
+    view_applied.connect(on_applied)
+    view_failed.connect(on_failed)
+    incremental.FAIL_ON.add("bad")
+    try:
+        Product.objects.using(using).create(name="bad", price=1)
+        stepping_django.apply_pending(using)
+    finally:
+        incremental.FAIL_ON.discard("bad")
+        view_applied.disconnect(on_applied)
+        view_failed.disconnect(on_failed)
+    assert sorted(seen) == [
+        ("applied", "testapp.basket_totals", 1),
+        ("failed", "testapp.checked_prices", "ValueError"),
+    ]
