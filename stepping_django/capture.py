@@ -38,7 +38,7 @@ def _watched(model: type[models.Model]) -> list[tuple[type[models.Model], list[s
 
     meta = model._meta
     out = []
-    for m in (meta.concrete_model, *meta.get_parent_list()):
+    for m in dict.fromkeys((meta.concrete_model, *meta.get_parent_list())):
         if m is None:
             continue
         labels = [v.label for v in registry.reading(m)]

@@ -8,7 +8,7 @@ from django.db import connections, transaction
 
 import stepping_django
 from stepping_django.models import Outbox
-from tests.testapp.models import Basket, LineItem, PlainNote, Product
+from tests.testapp.models import Basket, LineItem, PlainNote, Product, ProductProxy
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +93,11 @@ def test_models_no_view_reads_are_not_captured(using: str) -> None:
     note = PlainNote.objects.using(using).create(text="x")
     note.delete()
     assert captured(using) == []
+
+
+def test_writes_through_a_proxy_model_are_captured(using: str) -> None:
+    p = ProductProxy.objects.using(using).create(name="tv", price=3)
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", p.pk))
+    pk = p.pk
+    p.delete()
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", pk))

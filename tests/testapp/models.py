@@ -37,3 +37,10 @@ class Settings(models.Model):
     """A model with a field that cannot be part of a row."""
 
     options = models.JSONField(default=dict)
+
+
+class ProductProxy(Product):
+    """A proxy: its signals name the proxy class, its rows are Product rows."""
+
+    class Meta:
+        proxy = True
