@@ -48,7 +48,6 @@ _TEXT = 'TEXT COLLATE "C"'
 
 
 class PostgresDialect(Dialect):
-    name = "postgres"
     ph = "%s"
     blob = "BYTEA"
     explicit_nulls = True

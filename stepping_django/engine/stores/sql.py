@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import enum
 import hashlib
 import types
 import typing
@@ -78,24 +79,6 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def kind_name(key_type: Any) -> tuple[str, bool]:
-    """The storage kind of a declared key type, and whether NULL (None) is allowed.
-
-    Unknown types (`object`, unions, tuples, rows, enums) are stored as encoded bytes and
-    may hold None."""
-    tp, nullable = _unwrap_optional(key_type)
-    if not isinstance(tp, type) or tp is object or tp is type(None):
-        return "blob", True
-    import enum
-
-    if issubclass(tp, enum.Enum):
-        return "blob", nullable
-    for t, name in _KINDS:
-        if issubclass(tp, t):
-            return name, nullable
-    return "blob", nullable
-
-
 _KINDS: tuple[tuple[type, str], ...] = (
     (bool, "bool"),
     (int, "int"),
@@ -108,6 +91,22 @@ _KINDS: tuple[tuple[type, str], ...] = (
     (uuid.UUID, "uuid"),
     (decimal.Decimal, "decimal"),
 )
+
+
+def kind_name(key_type: Any) -> tuple[str, bool]:
+    """The storage kind of a declared key type, and whether NULL (None) is allowed.
+
+    Undeclared types (`object`, `Any`, unions of several types) are stored as encoded bytes
+    and may hold None; so are enums, tuples and rows, NULL only when declared Optional."""
+    tp, nullable = _unwrap_optional(key_type)
+    if not isinstance(tp, type) or tp is object or tp is type(None):
+        return "blob", True
+    if issubclass(tp, enum.Enum):
+        return "blob", nullable
+    for t, name in _KINDS:
+        if issubclass(tp, t):
+            return name, nullable
+    return "blob", nullable
 
 
 def encode_datetime(v: datetime.datetime) -> str:
@@ -151,7 +150,6 @@ class Column:
 class Dialect:
     """How one database spells what the store needs. Subclasses fill in the blanks."""
 
-    name = "sql"
     ph = "?"
     blob = "BLOB"
     kinds: dict[str, KeyKind] = {}

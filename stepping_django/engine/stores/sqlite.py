@@ -45,7 +45,6 @@ def _uuid_bytes(v: uuid.UUID) -> bytes:
 
 
 class SQLiteDialect(Dialect):
-    name = "sqlite"
     ph = "?"
     blob = "BLOB"
     kinds = {

@@ -109,3 +109,14 @@ def test_connections_come_from_one_pool_per_process(url: str) -> None:
         pid = first.info.backend_pid
     with st.connection_postgres(url) as second:
         assert second.info.backend_pid == pid
+
+
+def test_client_side_binding_connections_work_too(url: str) -> None:
+    """Django's psycopg connections bind parameters on the client (`ClientCursor`)."""
+    with psycopg.connect(url, cursor_factory=psycopg.ClientCursor) as conn:
+        store = st.StorePostgres.from_graph(conn, graph, create_tables=True)
+        products, line_items = st.actions(store, graph)
+        products.insert(Product(name="tv", price=3), time=st.Time(1, 0))
+        line_items.insert(LineItem(basket_id=1, product_name="tv", qty=2), time=st.Time(2, 1))
+        products.replace(Product(name="tv", price=3), Product(name="tv", price=4))
+        assert [str(r) for r, _ in cache.zset(store).iter()] == ["Basket id: 1 total: $8.0"]
