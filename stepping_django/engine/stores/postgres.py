@@ -127,6 +127,10 @@ class PostgresDialect(Dialect):
                 "and run iterations inside your own transaction"
             )
 
+    def lock_for_ddl(self, conn: Any) -> None:
+        """`CREATE ... IF NOT EXISTS` is not safe against a concurrent twin on Postgres."""
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('stepping_django.create_tables'))")
+
     def last_update_ddl(self) -> list[str]:
         return [
             "CREATE TABLE IF NOT EXISTS last_update (\n"

@@ -192,6 +192,9 @@ class Dialect:
     def check_connection(self, conn: Any, owns_transaction: bool) -> None:
         """Refuse a connection the store cannot use as configured."""
 
+    def lock_for_ddl(self, conn: Any) -> None:
+        """Keep other processes creating the same tables out until this transaction ends."""
+
     def last_update_ddl(self) -> list[str]:
         raise NotImplementedError
 
@@ -643,6 +646,7 @@ class StoreSQL:
     def create_tables(self, states: Sequence[SQLState]) -> None:
         d = self.dialect
         self._begin()
+        d.lock_for_ddl(self.conn)
         for sql in d.last_update_ddl():
             d.execute(self.conn, sql)
         for s in states:

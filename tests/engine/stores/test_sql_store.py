@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import types
 from typing import Any
@@ -12,7 +13,7 @@ from stepping_django import engine as st
 from stepping_django.engine.stores.base import Ordered, StateSpec
 from stepping_django.engine.stores.sql import MissingTable
 from tests.engine.seed_query import LineItem, Product, cache, graph
-from tests.engine.stores.conftest import Backend
+from tests.engine.stores.conftest import Backend, raw_connect
 
 
 class Item(st.Data):
@@ -162,3 +163,23 @@ def test_hostile_identifiers_are_quoted(backend: Backend) -> None:
         }
         assert state.first(Ordered(key), 2) == {None: [((1, "y"), 2)]}
     assert dict(backend.dump()["last_update"]) == {HOSTILE: 1}
+
+
+def test_processes_may_create_the_same_tables_at_once(backend: Backend) -> None:
+    """Every worker of a freshly deployed service may start with create_tables=True."""
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            with raw_connect(backend) as conn:
+                backend.store.from_graph(conn, graph, create_tables=True)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert sorted(backend.dump()["last_update"]) == sorted((s.name, 0) for s in graph.states)
