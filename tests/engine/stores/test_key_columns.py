@@ -1,0 +1,86 @@
+"""Key columns: values equal in Python are equal in SQL, and long or clashing index
+names still give distinct, valid columns."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import types
+
+from stepping_django import engine as st
+from stepping_django.engine.stores.base import Ordered, StateSpec
+from stepping_django.engine.stores.sql import (
+    MAX_IDENTIFIER_BYTES,
+    Table,
+    encode_datetime,
+    encode_decimal_text,
+    kind_name,
+)
+from stepping_django.engine.stores.sqlite import SQLiteDialect
+from tests.engine.stores.conftest import Backend
+
+UTC = datetime.UTC
+PARIS = datetime.timezone(datetime.timedelta(hours=1))
+
+
+def test_aware_datetimes_encode_by_instant_and_sort_as_python() -> None:
+    noon_utc = datetime.datetime(2024, 1, 1, 12, tzinfo=UTC)
+    assert encode_datetime(noon_utc) == encode_datetime(noon_utc.astimezone(PARIS))
+    times = [
+        datetime.datetime(2024, 1, 1, 12, 30, tzinfo=PARIS),
+        datetime.datetime(2024, 1, 1, 12, 0, tzinfo=UTC),
+        datetime.datetime(2024, 1, 1, 11, 59, 59, 999999, tzinfo=UTC),
+    ]
+    assert sorted(times, key=encode_datetime) == sorted(times)
+
+
+def test_equal_decimals_encode_equal() -> None:
+    assert encode_decimal_text(decimal.Decimal("1.0")) == encode_decimal_text(
+        decimal.Decimal("1.00")
+    )
+    assert encode_decimal_text(decimal.Decimal("-0")) == encode_decimal_text(decimal.Decimal("0.0"))
+    assert encode_decimal_text(decimal.Decimal("100")) == encode_decimal_text(
+        decimal.Decimal("1E+2")
+    )
+
+
+def test_declared_types_choose_the_column_kind() -> None:
+    assert kind_name(int) == ("int", False)
+    assert kind_name(int | None) == ("int", True)
+    assert kind_name(bool) == ("bool", False)
+    assert kind_name(datetime.datetime) == ("datetime", False)
+    assert kind_name(object) == ("blob", True)
+    assert kind_name(int | str) == ("blob", True)
+    assert kind_name(tuple[int, int]) == ("blob", True)
+
+
+class Price(st.Data):
+    amount: decimal.Decimal
+    label: str
+
+
+def test_a_decimal_key_finds_rows_stored_under_an_equal_decimal(backend: Backend) -> None:
+    by_amount = st.Index.pick(Price, lambda p: p.amount)
+    spec = StateSpec("prices", indexes=(by_amount,))
+    row = Price(amount=decimal.Decimal("1.0"), label="a")
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
+        store.begin(st.Time())
+        store.state(spec).add(st.ZSetPython({row: 1}))
+        store.commit(st.Time())
+        found = store.state(spec).lookup(by_amount, [decimal.Decimal("1.00")])
+    assert found == {decimal.Decimal("1.00"): {row: 1}}
+
+
+def test_long_and_clashing_index_names_give_distinct_columns() -> None:
+    long_name = "a_very_long_field_name_that_goes_on_and_on_" * 2
+    long_a = st.Index(((long_name + "x"),), (int,), (True,), lambda r: r, False)
+    long_b = st.Index(((long_name + "y"),), (int,), (True,), lambda r: r, False)
+    up = st.Index(("n",), (int,), (True,), lambda r: r, False)
+    down = st.Index(("n",), (int,), (False,), lambda r: r, False)
+    spec = StateSpec("t", indexes=(long_a, long_b, up), ordered=(Ordered(down),))
+    table = Table(spec, SQLiteDialect())
+    names = [c.name for c in table.key_columns]
+    assert len(set(names)) == 4
+    assert all(len(n.encode()) <= MAX_IDENTIFIER_BYTES for n in names)
+    assert "ixd__n__n" in names and "ixd__n__d__n" in names
