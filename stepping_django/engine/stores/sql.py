@@ -26,6 +26,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -210,6 +211,10 @@ class Dialect:
 
     def commit(self, conn: Any) -> None:
         conn.commit()
+
+    def batch(self, conn: Any) -> AbstractContextManager[Any]:
+        """Around the writes of one flush: send them without waiting for each (Postgres)."""
+        return nullcontext()
 
     def rollback(self, conn: Any) -> None:
         conn.rollback()
@@ -604,6 +609,9 @@ class StoreSQL:
     With `owns_transaction=False` the store never commits or rolls back the connection:
     `commit(time)` and `after_set` only write, and the caller (e.g. Django's
     `transaction.atomic()`) decides. `rollback()` then only drops the pending changes.
+    Waiting for a frontier inside the caller's transaction works on Postgres (each
+    statement sees other commits) but not on SQLite, whose transaction keeps reading the
+    snapshot of its first read: wait (or check `last_update`) before opening it there.
     """
 
     dialect: Dialect = Dialect()
@@ -730,14 +738,15 @@ class StoreSQL:
         timed = time.input_time != -1 and bool(states)
         if not timed and not any(s.has_pending for s in states):
             return
-        self._begin()
-        for s in states:
-            s.flush()
-        if timed:
-            names = [s.table.name for s in states]
-            self.dialect.set_times(self.conn, names, time.input_time)
-            self._set_times.update(names)
-        self._commit()
+        with self.dialect.batch(self.conn):
+            self._begin()
+            for s in states:
+                s.flush()
+            if timed:
+                names = [s.table.name for s in states]
+                self.dialect.set_times(self.conn, names, time.input_time)
+                self._set_times.update(names)
+            self._commit()
 
     def _begin(self) -> None:
         if self.owns_transaction:
