@@ -16,6 +16,7 @@ install: $(VENV)/.installed
 demo: install
 	DJANGO_SETTINGS_MODULE=demo_project.settings $(PY) manage.py migrate --noinput -v 0
 	DJANGO_SETTINGS_MODULE=demo_project.settings $(PY) manage.py shop_demo
+	DJANGO_SETTINGS_MODULE=demo_project.settings $(PY) manage.py stepping status
 
 lint: install
 	$(VENV)/bin/ruff check stepping_django tests benchmarks demo_project

@@ -40,6 +40,7 @@ STEPPING = {
     "TASK_DEDUPE_CACHE": os.environ.get("STEPPING_TEST_DEDUPE") or None,
 }
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "static/"  # the live server of the browser test serves under it
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -106,6 +106,7 @@ def test_rebuild_gives_the_same_view_in_new_tables(using: str) -> None:
         LineItem.objects.using(using).create(basket=basket, product=tv, qty=qty)
     view = incremental.basket_totals
     stepping_django.apply_pending(using)
+    maintenance.prune([view], using)  # tables a transactional test's flush left behind
     before = list(view.objects.using(using).values_list("basket_id", "total"))
     assert before == [(basket.pk, 84)]
     old = set(maintenance.status(using, [view])[0].tables)
