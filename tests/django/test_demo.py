@@ -30,3 +30,7 @@ def test_demo_runs_and_its_views_equal_a_from_scratch_computation(tmp_path: Path
     assert "pending changes: 0" in out
     assert "  + fay      180.00" in out  # a basket created by the demo's changes
     assert "  - bob      650.00" in out  # and one it deleted
+    status = manage("stepping", "status")  # what `make demo` prints last
+    for view in ("shop.basket_totals", "shop.product_day_revenue", "shop.top_products"):
+        assert view in status
+    assert status.count("│ fresh │") == 3
