@@ -91,7 +91,7 @@ _models: dict[tuple[str, str], type[models.Model]] = {}
 def _build_model(view: IncrementalView, tag: str) -> type[models.Model]:
     """The unmanaged model over the build's output table."""
     model = _models.get((view.label, tag))
-    if model is None or model.view is not view:  # type: ignore[attr-defined]
+    if model is None or getattr(model, "view", None) is not view:
         model = _models[view.label, tag] = output_model(view, db_table=output_table(view, tag))
     return model
 

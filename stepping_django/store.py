@@ -36,10 +36,10 @@ def tagged_name(view: IncrementalView, name: str, tag: str) -> str:
     return view.table_prefix + tag + "_" + name[len(view.table_prefix) :]
 
 
-_TAGGED: dict[tuple[type, str, str], type] = {}
+_TAGGED: dict[tuple[Any, str, str], Any] = {}
 
 
-def _store_class(view: IncrementalView, base: type, tag: str) -> type:
+def _store_class(view: IncrementalView, base: Any, tag: str) -> Any:
     if not tag:
         return base
     key = (base, view.table_prefix, tag)
