@@ -356,7 +356,11 @@ def main() -> None:
         f" --saves {args.saves} --seconds {args.seconds:g}"
         f" --rate {args.rate:g} --lag-seconds {args.lag_seconds:g} --workers {args.workers}"
     )
-    machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    machine = (
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()};"
+        f" load average at the end {load} (other processes share the machine)"
+    )
     table = [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     text = [
         "",
@@ -375,7 +379,8 @@ def main() -> None:
         "|---|---:|---:|---:|",
         *table,
         "",
-        f"Freshness under a paced writer: {lag['rate']:.0f} writes/s for {args.lag_seconds:g} s",
+        f"Freshness under a paced writer asked for {args.rate:g} writes/s: it made"
+        f" {lag['rate']:.0f} writes/s for {args.lag_seconds:g} s",
         f"({lag['writes']:,} writes, {lag['keys']:,} captured keys), {args.workers} Celery worker",
         "processes (solo pool); lag from capture to the applied view's commit:",
         "",
