@@ -436,7 +436,7 @@ class SQLState:
                 row = loads(bytes(data))
                 out.setdefault(f(row), {})[row] = c
         pending = self._pending_by[index]
-        for k in keys:
+        for k in set(keys):
             changes = pending.get(k)
             if changes:
                 _merge(out, k, changes)
