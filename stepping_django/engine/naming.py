@@ -45,7 +45,7 @@ def fingerprint(value: Any) -> str:
     if isinstance(value, types.FunctionType):
         return function_fingerprint(value)
     if isinstance(value, type):
-        return f"type:{value.__qualname__}"
+        return type_fingerprint(value)
     if isinstance(value, (types.BuiltinFunctionType, types.MethodType)):
         return f"builtin:{getattr(value, '__qualname__', repr(value))}"
     if isinstance(value, (tuple, list, frozenset)):
@@ -54,9 +54,40 @@ def fingerprint(value: Any) -> str:
         return f"{type(value).__qualname__}.{value.name}"
     if value is None or isinstance(value, (str, int, float, bool, bytes)):
         return repr(value)
-    if typing.get_origin(value) is not None:
-        return repr(value)
+    origin = typing.get_origin(value)
+    if origin is not None:
+        args = ",".join(fingerprint(a) for a in typing.get_args(value))
+        return f"{fingerprint(origin)}[{args}]"
     return f"object:{type(value).__qualname__}"
+
+
+def type_fingerprint(cls: type, seen: frozenset[type] = frozenset()) -> str:
+    """A class by its qualified name (never its module, which may be `__main__`); a row
+    class also by its fields and their types, so a table's name changes with its rows'
+    layout (rows are stored positionally)."""
+    from stepping_django.engine.data import Data
+
+    if not issubclass(cls, Data) or cls is Data or cls in seen:
+        return f"type:{cls.__qualname__}"
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:
+        hints = {}
+    inner = seen | {cls}
+    fields = ",".join(
+        f"{name}:{_annotation(hints.get(name, object), inner)}" for name in cls.__st_fields__
+    )
+    return f"type:{cls.__qualname__}({fields})"
+
+
+def _annotation(tp: Any, seen: frozenset[type]) -> str:
+    if isinstance(tp, type):
+        return type_fingerprint(tp, seen)
+    origin = typing.get_origin(tp)
+    if origin is not None:
+        args = ",".join(_annotation(a, seen) for a in typing.get_args(tp))
+        return f"{_annotation(origin, seen)}[{args}]"
+    return fingerprint(tp)
 
 
 @functools.lru_cache(maxsize=256)
