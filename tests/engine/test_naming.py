@@ -248,3 +248,21 @@ def seed_query_fn() -> Any:
     from tests.engine.seed_query import query
 
     return query
+
+
+def test_changing_a_row_class_fields_renames_the_vertices_that_read_it(tmp_path: Path) -> None:
+    """Rows are stored positionally: tables of the old layout must not be read as the new."""
+    write(tmp_path, "version_a", QUERY)
+    (tmp_path / "wider.py").write_text(
+        (HEADER + textwrap.dedent(QUERY) + MAIN).replace(
+            "    b: int\n", "    b: int\n    c: int = 0\n"
+        )
+    )
+    (tmp_path / "retyped.py").write_text(
+        (HEADER + textwrap.dedent(QUERY) + MAIN).replace("    b: int\n", "    b: float\n")
+    )
+    before = compile_in_subprocess(tmp_path, "version_a")
+    for changed in ("wider", "retyped"):
+        after = compile_in_subprocess(tmp_path, changed)
+        assert all(old != new for (_, old), (_, new) in zip(by_kind(before), by_kind(after)))
+        assert not set(before["states"]) & set(after["states"])
