@@ -3,8 +3,11 @@ transaction someone else owns (as the Django layer does)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -121,3 +124,13 @@ def test_client_side_binding_connections_work_too(url: str) -> None:
         line_items.insert(LineItem(basket_id=1, product_name="tv", qty=2), time=st.Time(2, 1))
         products.replace(Product(name="tv", price=3), Product(name="tv", price=4))
         assert [str(r) for r, _ in cache.zset(store).iter()] == ["Basket id: 1 total: $8.0"]
+
+
+def test_importing_the_engine_does_not_import_psycopg() -> None:
+    """Scripts and SQLite-only projects should not pay for psycopg's import."""
+    code = "import sys, stepping_django.engine; print('psycopg' in sys.modules)"
+    root = Path(__file__).resolve().parents[3]
+    shown = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.strip() == "False"
