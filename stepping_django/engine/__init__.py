@@ -57,6 +57,7 @@ from stepping_django.engine.stores.memory import StorePython as StorePython
 from stepping_django.engine.stores.postgres import ConnPostgres as ConnPostgres
 from stepping_django.engine.stores.postgres import StorePostgres as StorePostgres
 from stepping_django.engine.stores.postgres import connection_postgres as connection_postgres
+from stepping_django.engine.stores.sql import MissingTable as MissingTable
 from stepping_django.engine.stores.sql import StoreSQL as StoreSQL
 from stepping_django.engine.stores.sqlite import ConnSQLite as ConnSQLite
 from stepping_django.engine.stores.sqlite import StoreSQLite as StoreSQLite

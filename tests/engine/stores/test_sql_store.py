@@ -11,7 +11,6 @@ import pytest
 
 from stepping_django import engine as st
 from stepping_django.engine.stores.base import Ordered, StateSpec
-from stepping_django.engine.stores.sql import MissingTable
 from tests.engine.seed_query import LineItem, Product, cache, graph
 from tests.engine.stores.conftest import Backend, raw_connect
 
@@ -43,14 +42,14 @@ checked_graph = st.compile(checked)
 
 
 def test_attaching_to_missing_tables_fails_at_once_naming_the_table(backend: Backend) -> None:
-    with backend.connect() as conn, pytest.raises(MissingTable, match="last_update"):
+    with backend.connect() as conn, pytest.raises(st.MissingTable, match="last_update"):
         backend.store.from_graph(conn, graph, create_tables=False)
     with backend.connect() as conn:
         backend.store.from_graph(conn, graph, create_tables=True)
     dropped = graph.states[2].name
     with backend.connect() as conn:
         conn.execute(f'DROP TABLE "{dropped}"')
-    with backend.connect() as conn, pytest.raises(MissingTable, match=dropped):
+    with backend.connect() as conn, pytest.raises(st.MissingTable, match=dropped):
         backend.store.from_graph(conn, graph, create_tables=False)
 
 
