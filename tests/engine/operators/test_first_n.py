@@ -94,3 +94,29 @@ def test_first_n_skips_rows_of_negative_weight() -> None:
 def test_first_n_orders_none_first_when_ascending() -> None:
     none, one = Tag(key=None, label="b"), Tag(key=1, label="a")
     assert first_tag(st.ZSetPython({one: 1, none: 1})) == st.ZSetPython({none: 1})
+
+
+def nothing_first(a: st.ZSet[Item]) -> st.ZSet[Item]:
+    return st.first_n(a, index=by_value, n=0)
+
+
+def all_first(a: st.ZSet[Item]) -> st.ZSet[Item]:
+    """n beyond any integral here: every row of positive weight, with its weight."""
+    return st.first_n(a, index=by_value_desc, n=1000)
+
+
+@store_property(run=steps(items))
+def test_first_zero_rows_is_always_empty(make_store: StoreMaker, run: list[Step]) -> None:
+    check_incremental(make_store, nothing_first, run)
+
+
+@store_property(run=steps(items))
+def test_first_n_beyond_the_size_keeps_every_positive_row(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, all_first, run)
+
+
+def test_first_n_beyond_the_size_from_scratch_is_the_positive_part() -> None:
+    z = st.ZSetPython({Item(key=0, value=0): 2, Item(key=0, value=1): -1})
+    assert all_first(z) == st.ZSetPython({Item(key=0, value=0): 2})
