@@ -187,6 +187,10 @@ def _apply_batch(view: IncrementalView, using: str, result: ApplyResult) -> int:
         state = _claim(view, using)
         if state.graph_identifier != view.version:
             raise NeedsBuild(view.label)
+        if state.building_version:
+            from stepping_django.build import forget_dead_build
+
+            forget_dead_build(view, state, using)
         pending = list(
             Outbox.objects.using(using)
             .filter(view=view.label, build="")

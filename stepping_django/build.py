@@ -134,6 +134,23 @@ def _start(view: IncrementalView, using: str, force: bool) -> str | None:
     return tag
 
 
+def forget_dead_build(view: IncrementalView, state: ViewState, using: str) -> bool:
+    """If the view's build made no progress for STALE_BUILD_SECS (its process died), stop
+    handing keys to it: clear it from `state` (locked by the caller) and drop the keys
+    handed to it (the live tables applied them). Its tables and snapshot are left to
+    `prune`. Returns
+    whether it was dead."""
+    now = timezone.now()
+    beat = state.build_heartbeat_at or state.build_started_at or now
+    if now - beat < datetime.timedelta(seconds=STALE_BUILD_SECS):
+        return False
+    Outbox.objects.using(using).filter(view=view.label).exclude(build="").delete()
+    state.building_version = state.building_tables = ""
+    state.build_started_at = state.build_heartbeat_at = None
+    state.save(using=using)
+    return True
+
+
 def _beat(view: IncrementalView, tag: str, using: str) -> None:
     """Record progress; raise BuildAbandoned if another build replaced this one."""
     updated = (

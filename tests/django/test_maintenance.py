@@ -167,3 +167,30 @@ def test_a_second_build_waits_for_a_running_one(using: str) -> None:
     first = build_view(view, using, progress=progress)
     assert seen == ["building"] and first.status == "built"
     assert maintenance.verify(view, using).ok
+
+
+@pytest.mark.django_db
+def test_a_build_whose_process_died_is_forgotten_and_pruned(using: str) -> None:
+    from stepping_django import build
+
+    tv = Product.objects.using(using).create(name="tv", price=3)
+    stepping_django.apply_pending(using)
+    view = incremental.checked_prices
+    tag = build._start(view, using, force=False)  # a build that never gets further
+    assert tag and build.tag_tables(view, tag, using)
+    Product.objects.using(using).filter(pk=tv.pk).update(price=4)
+    stepping_django.apply_pending(using)  # the live applier hands the key to the build
+    assert Outbox.objects.using(using).filter(build=tag).count() == 1
+    assert maintenance.status(using, [view])[0].state == "applying"
+    ViewState.objects.using(using).filter(pk=view.label).update(
+        build_heartbeat_at="2000-01-01T00:00:00Z"
+    )
+    Product.objects.using(using).filter(pk=tv.pk).update(price=5)
+    stepping_django.apply_pending(using)
+    assert not Outbox.objects.using(using).exists()
+    assert maintenance.status(using, [view])[0].state == "fresh"
+    assert list(view.objects.using(using).values_list("price", flat=True)) == [5]
+    dead = set(build.tag_tables(view, tag, using))
+    assert dead == {build.output_table(view, tag)}  # a map keeps no state tables
+    (pruned,) = maintenance.prune([view], using)
+    assert set(pruned.tables) == dead and not build.tag_tables(view, tag, using)
