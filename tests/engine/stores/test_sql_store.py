@@ -182,3 +182,18 @@ def test_processes_may_create_the_same_tables_at_once(backend: Backend) -> None:
         t.join(30)
     assert errors == []
     assert sorted(backend.dump()["last_update"]) == sorted((s.name, 0) for s in graph.states)
+
+
+def test_a_failing_pipelined_iteration_keeps_what_it_committed(backend: Backend) -> None:
+    """flush_every_set=True is not atomic, as documented: the vertex before the failure
+    committed its table (and its time), the tables after it did not."""
+    with backend.connect() as conn:
+        store = backend.store.from_graph(conn, checked_graph, create_tables=True)
+        (items,) = st.actions(store, checked_graph)
+        with pytest.raises(ValueError, match="boom"):
+            items.insert(Item(key=2, label="boom"), time=st.Time(1, 0, flush_every_set=True))
+    times = dict(backend.dump()["last_update"])
+    distinct_table = checked_graph.states[0].name
+    assert times.pop(distinct_table) == 1
+    assert set(times.values()) == {0}
+    assert len(backend.dump()[distinct_table]) == 1
