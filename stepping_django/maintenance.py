@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -283,9 +284,12 @@ class Verification:
         return not (self.extra or self.missing or self.inconsistent)
 
 
-def cached_rows(view: IncrementalView, using: str = DEFAULT_DB_ALIAS) -> tuple[Any, list[Any]]:
+def cached_rows(
+    view: IncrementalView, using: str = DEFAULT_DB_ALIAS, rel_tol: float = 0.0
+) -> tuple[Any, list[Any]]:
     """The view's cache as a Z-set read from its typed columns (what querysets see), and
-    the rows whose typed columns differ from their stored data, as (typed, data) pairs."""
+    the rows whose typed columns differ from their stored data (floats within `rel_tol`),
+    as (typed, data) pairs."""
     model = view.model
     typed = [
         f.attname for f in model._meta.concrete_fields if f.name not in ("row_id", "weight", "data")
@@ -296,23 +300,70 @@ def cached_rows(view: IncrementalView, using: str = DEFAULT_DB_ALIAS) -> tuple[A
     for data, weight, *values in qs.iterator(chunk_size=2000):
         stored = loads(bytes(data))
         row = view.output_type(**dict(zip(typed, values))) if typed else stored
-        if row != stored:
+        if row != stored and not (rel_tol and _close(row, stored, rel_tol)):
             inconsistent.append((row, stored))
         out[row] = out.get(row, 0) + weight
     return st.ZSetPython({r: w for r, w in out.items() if w}), inconsistent
 
 
-def verify(view: IncrementalView | str, using: str = DEFAULT_DB_ALIAS) -> Verification:
+def _float_free(row: Any) -> Any:
+    """`row` with its float fields blanked: rows equal but for float rounding match."""
+    if not isinstance(row, st.Data):
+        return row
+    return tuple(
+        (name, None if isinstance(v, float) else v)
+        for name in type(row).__st_fields__
+        for v in (getattr(row, name),)
+    )
+
+
+def _close(a: Any, b: Any, rel_tol: float) -> bool:
+    if not (isinstance(a, st.Data) and type(a) is type(b)):
+        return False
+    for name in type(a).__st_fields__:
+        x, y = getattr(a, name), getattr(b, name)
+        if isinstance(x, float) and isinstance(y, float):
+            if not math.isclose(x, y, rel_tol=rel_tol, abs_tol=rel_tol):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def verify(
+    view: IncrementalView | str, using: str = DEFAULT_DB_ALIAS, rel_tol: float = 1e-9
+) -> Verification:
     """Compare `view`'s cache with a from-scratch computation (which reads the source
-    tables whole, in this process)."""
+    tables whole, in this process).
+
+    Float fields are compared within `rel_tol` (relative, and absolute near zero): a sum
+    kept incrementally adds in another order than a sum from scratch, so the last bits may
+    differ. `rel_tol=0` compares exactly."""
     view = get_view(view)
-    maintained, inconsistent = cached_rows(view, using)
+    maintained, inconsistent = cached_rows(view, using, rel_tol)
     diff = maintained - view.from_scratch(using)
     rows = sorted(diff.iter(), key=repr)
+    extra = [(r, c) for r, c in rows if c > 0]
+    missing = [(r, -c) for r, c in rows if c < 0]
+    if rel_tol and extra and missing:
+        by_key: dict[Any, list[tuple[Any, int]]] = {}
+        for r, c in missing:
+            by_key.setdefault(_float_free(r), []).append((r, c))
+        unmatched = []
+        for r, c in extra:
+            candidates = by_key.get(_float_free(r), [])
+            match = next((m for m in candidates if m[1] == c and _close(r, m[0], rel_tol)), None)
+            if match is None:
+                unmatched.append((r, c))
+            else:
+                candidates.remove(match)
+        extra = unmatched
+        missing = [m for ms in by_key.values() for m in ms]
+        missing.sort(key=lambda m: repr(m[0]))
     return Verification(
         view.label,
-        extra=[(r, c) for r, c in rows if c > 0],
-        missing=[(r, -c) for r, c in rows if c < 0],
+        extra=extra,
+        missing=missing,
         inconsistent=inconsistent,
         pending=pending_count(view, using),
     )

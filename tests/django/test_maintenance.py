@@ -13,7 +13,10 @@ from django.db import OperationalError, connections, transaction
 from django.test import override_settings
 
 import stepping_django
+from stepping_django import engine as st
 from stepping_django import maintenance
+from stepping_django.apply import apply_view
+from stepping_django.declare import IncrementalView
 from stepping_django.models import Outbox, Snapshot, ViewState
 from tests.testapp import incremental
 from tests.testapp.models import Basket, LineItem, Product
@@ -194,3 +197,32 @@ def test_a_build_whose_process_died_is_forgotten_and_pruned(using: str) -> None:
     assert dead == {build.output_table(view, tag)}  # a map keeps no state tables
     (pruned,) = maintenance.prune([view], using)
     assert set(pruned.tables) == dead and not build.tag_tables(view, tag, using)
+
+
+class Third(st.Data):
+    product_id: int
+    third: float
+
+
+def thirds(products: st.ZSet[Product]) -> st.ZSet[Third]:
+    return st.map(products, f=lambda p: Third(product_id=p.id, third=p.price / 3))
+
+
+@pytest.mark.django_db
+def test_verify_compares_floats_within_a_tolerance(using: str) -> None:
+    view = IncrementalView(thirds, app_label="t")
+    tv = Product.objects.using(using).create(name="tv", price=10)
+    assert apply_view(view, using).status == "fresh"
+    assert maintenance.verify(view, using).ok
+
+    def scale(factor: float) -> None:
+        with connections[using].cursor() as cursor:
+            cursor.execute(f"UPDATE {view.model._meta.db_table} SET third = third * {factor}")
+
+    scale(1 + 1e-13)  # the last bits, as a sum kept in another order may differ
+    assert maintenance.verify(view, using).ok
+    exact = maintenance.verify(view, using, rel_tol=0)
+    assert not exact.ok and len(exact.extra) == len(exact.missing) == len(exact.inconsistent) == 1
+    scale(1.001)
+    off = maintenance.verify(view, using)
+    assert off.missing == [(Third(product_id=tv.pk, third=10 / 3), 1)] and len(off.extra) == 1

@@ -3,7 +3,7 @@
     stepping status [VIEW ...] [--json] [--lag-threshold SECS]
     stepping apply [VIEW ...] [--no-progress]
     stepping rebuild VIEW [--force] [--no-progress]
-    stepping verify [VIEW ...]            exit status 1 when a view differs
+    stepping verify [VIEW ...] [--rel-tol 1e-9]   exit status 1 when a view differs
     stepping graph VIEW [--format text|dot|png|svg] [--output FILE]
     stepping prune [VIEW ...] [--dry-run]
 
@@ -69,7 +69,13 @@ class Command(BaseCommand):
         p = add("rebuild", "recompute a view from its source tables", views="1")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--force", action="store_true", help="replace a build still running")
-        add("verify", "compare with a from-scratch computation; exit 1 if any differ")
+        p = add("verify", "compare with a from-scratch computation; exit 1 if any differ")
+        p.add_argument(
+            "--rel-tol",
+            type=float,
+            default=1e-9,
+            help="relative tolerance of float fields (0: exact; default 1e-9)",
+        )
         p = add("graph", "the operator graph", views="1")
         p.add_argument("--format", choices=maintenance.GRAPH_FORMATS, default="text")
         p.add_argument("--output", type=Path, help="write to this file (needed for png/svg)")
@@ -183,7 +189,7 @@ class Command(BaseCommand):
     def handle_verify(self, options: dict[str, Any]) -> None:
         differ = []
         for view in maintenance.select_views(options["views"]):
-            v = maintenance.verify(view, options["database"])
+            v = maintenance.verify(view, options["database"], rel_tol=options["rel_tol"])
             self.stdout.write(f"{v.view}: {'ok' if v.ok else 'DIFFERS'}")
             for row, c in v.extra:
                 self.stdout.write(f"    extra (x{c}): {row!r}")
