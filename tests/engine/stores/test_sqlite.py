@@ -9,12 +9,14 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stepping_django import engine as st
+from stepping_django.engine.stores.base import Ordered, StateSpec
 from tests.engine.seed_query import LineItem, Product, graph
 
 
@@ -119,3 +121,31 @@ def test_many_keys_beyond_the_parameter_limit_still_work(tmp_path: Path) -> None
         assert products.weights(list(rows)) == rows
         found = products.lookup(graph.states[0].indexes[0], [f"p{i}" for i in range(500)])
     assert len(found) == 500
+
+
+class Score(st.Data):
+    player: str
+    points: int
+
+
+def test_the_top_rows_of_many_groups_are_one_windowed_statement(tmp_path: Path) -> None:
+    by_player = st.Index.pick(Score, lambda s: s.player)
+    by_points = st.Index.pick(Score, lambda s: s.points, ascending=False)
+    ordered = Ordered(by_points, by_player)
+    spec = StateSpec("scores", ordered=(ordered,))
+    scores = {Score(player=p, points=n): 1 for p in "abcd" for n in range(50)}
+    with st.connection_sqlite(tmp_path / "scores.db") as conn:
+        store = st.StoreSQLite.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
+        state = store.state(spec)
+        store.begin(st.Time())
+        state.add(st.ZSetPython(scores))
+        store.commit(st.Time())
+        state.add(st.ZSetPython({Score(player="a", points=49): -1}))
+        traced: list[str] = []
+        conn.set_trace_callback(traced.append)
+        top = state.first(ordered, 2, ["a", "b", "z"])
+    assert top == {
+        "a": [(Score(player="a", points=48), 1), (Score(player="a", points=47), 1)],
+        "b": [(Score(player="b", points=49), 1), (Score(player="b", points=48), 1)],
+    }
+    assert len(traced) == 1 and "ROW_NUMBER() OVER" in traced[0]
