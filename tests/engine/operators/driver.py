@@ -13,6 +13,7 @@ within a change, so a row can be inserted and removed in the same batch.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -102,6 +103,20 @@ tags: hs.SearchStrategy[Tag] = hs.builds(
     Tag, key=hs.none() | hs.integers(0, 2), label=hs.sampled_from(["a", "b"])
 )
 small_ints: hs.SearchStrategy[int] = hs.integers(0, 4)
+
+
+class Priced(st.Data):
+    """Fields whose equal values can be written differently (1.0 and 1.00, 0.0 and -0.0)."""
+
+    amount: decimal.Decimal
+    weight: float
+
+
+priced: hs.SearchStrategy[Priced] = hs.builds(
+    Priced,
+    amount=hs.sampled_from(["1", "1.0", "1.00", "2.5", "2.50"]).map(decimal.Decimal),
+    weight=hs.sampled_from([0.0, -0.0, 1.5]),
+)
 
 
 def changes(

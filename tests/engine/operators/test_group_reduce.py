@@ -3,14 +3,18 @@ exists while it has rows, and its row is retracted when the last one is removed.
 
 from __future__ import annotations
 
+import decimal
+
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
+    Priced,
     Step,
     StoreMaker,
     Tag,
     check_incremental,
     items,
+    priced,
     run_stream,
     steps,
     store_property,
@@ -90,3 +94,24 @@ def test_emptied_group_disappears(make_store: StoreMaker) -> None:
 def test_group_whose_sum_is_zero_still_exists() -> None:
     z = st.ZSetPython({Item(key=1, value=0): 1, Item(key=2, value=1): 1})
     assert sum_by_key(z) == st.ZSetPython({st.Pair(0, 1): 1, st.Pair(1, 2): 1})
+
+
+def count_by_amount(a: st.ZSet[Priced]) -> st.ZSet[st.Pair[int, decimal.Decimal]]:
+    """Group keys equal in Python but written differently (1.0, 1.00) are one group."""
+    return st.group_reduce_flatten(
+        a, by=st.Index.pick(Priced, lambda p: p.amount), zero=int, pick_value=lambda p: 1
+    )
+
+
+def count_by_weight(a: st.ZSet[Priced]) -> st.ZSet[st.Pair[int, float]]:
+    return st.group_reduce_flatten(
+        a, by=st.Index.pick(Priced, lambda p: p.weight), zero=int, pick_value=lambda p: 1
+    )
+
+
+@store_property(run=steps(priced))
+def test_group_keys_equal_but_written_differently_are_one_group(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, count_by_amount, run)
+    check_incremental(make_store, count_by_weight, run)

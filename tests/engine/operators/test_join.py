@@ -7,11 +7,13 @@ import pytest
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
+    Priced,
     Step,
     StoreMaker,
     Tag,
     check_incremental,
     items,
+    priced,
     steps,
     store_property,
     tags,
@@ -102,3 +104,37 @@ def test_join_with_keys_of_different_arity_is_refused() -> None:
             on_left=item_key,
             on_right=st.Index.pick(Item, lambda i: (i.key, i.value)),
         )
+
+
+def by_amount(a: st.ZSet[Priced], b: st.ZSet[Priced]) -> st.ZSet[st.Pair[Priced, Priced]]:
+    """Keys equal in Python but written differently (1.0 and 1.00) must meet."""
+    return st.join(
+        a,
+        b,
+        on_left=st.Index.pick(Priced, lambda p: p.amount),
+        on_right=st.Index.pick(Priced, lambda p: p.amount),
+    )
+
+
+def by_weight(a: st.ZSet[Priced], b: st.ZSet[Priced]) -> st.ZSet[st.Pair[Priced, Priced]]:
+    """0.0 and -0.0 are one key."""
+    return st.join(
+        a,
+        b,
+        on_left=st.Index.pick(Priced, lambda p: p.weight),
+        on_right=st.Index.pick(Priced, lambda p: p.weight),
+    )
+
+
+@store_property(run=steps(priced, priced))
+def test_join_on_decimal_keys_of_different_scale_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, by_amount, run)
+
+
+@store_property(run=steps(priced, priced))
+def test_join_on_signed_zero_float_keys_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, by_weight, run)
