@@ -122,3 +122,28 @@ def test_iteration_checks_the_number_of_inputs() -> None:
     graph = st.compile(two_distincts)
     with pytest.raises(TypeError, match="expected 1 inputs, got 2"):
         st.iteration(st.StorePython.from_graph(graph), graph, (st.ZSetPython(), st.ZSetPython()))
+
+
+def test_compile_lazy_compiles_once_on_first_use() -> None:
+    calls: list[int] = []
+
+    def query(a: st.ZSet[Item]) -> Any:
+        calls.append(1)
+        return st.distinct(a)
+
+    get = st.compile_lazy(query)
+    assert calls == []
+    assert get() is get()
+    assert calls == [1]
+
+
+def test_compile_typeof_and_at_compile_time_work_while_tracing() -> None:
+    seen: list[Any] = []
+
+    def query(a: st.ZSet[Item]) -> Any:
+        with st.at_compile_time:
+            seen.append(st.compile_typeof(a))
+        return a
+
+    st.compile(query)
+    assert seen == [st.ZSet[Item]]
