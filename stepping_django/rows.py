@@ -94,28 +94,29 @@ def row_class(model: type[models.Model]) -> type[st.Data]:
     return cls
 
 
-def rows_for_pks(model: type[models.Model], pks: Iterable[Any], using: str) -> dict[str, st.Data]:
-    """Current rows of `model` for `pks`, keyed by the pk's text form; absent keys omitted."""
+def _keyed_rows(model: type[models.Model], values: Iterable[tuple[Any, ...]]) -> dict[str, st.Data]:
+    """Rows from `values_list(*attnames(model))` tuples, keyed by the pk's text form."""
     cls = row_class(model)
     names = attnames(model)
     pk_at = names.index(model._meta.pk.attname)
-    out: dict[str, st.Data] = {}
+    return {str(v[pk_at]): cls(**dict(zip(names, v))) for v in values}
+
+
+def rows_for_pks(model: type[models.Model], pks: Iterable[Any], using: str) -> dict[str, st.Data]:
+    """Current rows of `model` for `pks`, keyed by the pk's text form; absent keys omitted."""
+    qs = model._base_manager.db_manager(using)
     pk_list = list(pks)
-    manager = model._base_manager.db_manager(using)
+    out: dict[str, st.Data] = {}
     for i in range(0, len(pk_list), 500):
-        chunk = pk_list[i : i + 500]
-        for values in manager.filter(pk__in=chunk).values_list(*names).iterator():
-            out[str(values[pk_at])] = cls(**dict(zip(names, values)))
+        chunk = qs.filter(pk__in=pk_list[i : i + 500]).values_list(*attnames(model))
+        out.update(_keyed_rows(model, chunk))
     return out
 
 
 def all_rows(model: type[models.Model], using: str) -> dict[str, st.Data]:
     """Every current row of `model`, keyed by the pk's text form."""
-    cls = row_class(model)
-    names = attnames(model)
-    pk_at = names.index(model._meta.pk.attname)
-    qs = model._base_manager.db_manager(using).values_list(*names)
-    return {str(v[pk_at]): cls(**dict(zip(names, v))) for v in qs.iterator(chunk_size=2000)}
+    qs = model._base_manager.db_manager(using).values_list(*attnames(model))
+    return _keyed_rows(model, qs.iterator(chunk_size=2000))
 
 
 def zset_of(model: type[models.Model], using: str) -> st.ZSetPython[Any]:
