@@ -88,6 +88,8 @@ def run_worker(
         print(proc.stdout, proc.stderr, file=sys.stderr)
         raise SystemExit(f"{engine} worker failed (exit {proc.returncode})")
     result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    if result.get("load_cpu_secs"):
+        result["rows_per_cpu_sec"] = result["n"] / result["load_cpu_secs"]
     return result
 
 
@@ -103,6 +105,7 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("insert_p99_ms", "single-read insert p99, ms", "{:.3f}", False),
     ("peak_mb", "peak memory (ru_maxrss), MB", "{:,.1f}", False),
     ("load_cpu_secs", "load, CPU seconds of the process", "{:.2f}", False),
+    ("rows_per_cpu_sec", "load, rows per CPU second of the process", "{:,.0f}", True),
     ("cpu_last_over_first", "last 10% / first 10%, by process CPU time", "{:.2f}", True),
     ("last_over_second", "last 10% / second 10% (all groups exist in both)", "{:.2f}", True),
     ("load_avg", "machine load average (1 min) at the end", "{:.1f}", False),
@@ -179,6 +182,11 @@ def targets(ours: dict[str, Any], ref: dict[str, Any] | None) -> list[str]:
     if ref is not None and ref["n"] == ours["n"]:
         x = ours["rows_per_sec"] / ref["rows_per_sec"]
         out.append(line(f"load rows/s >= {speed:g}x stepping's: {x:.1f}x", x >= speed))
+        if ours.get("rows_per_cpu_sec") and ref.get("rows_per_cpu_sec"):
+            y = ours["rows_per_cpu_sec"] / ref["rows_per_cpu_sec"]
+            out.append(
+                line(f"the same by CPU time of each process (no contention): {y:.1f}x", y >= speed)
+            )
     else:
         out.append(line(f"load rows/s >= {speed:g}x stepping's at equal N", None))
     r = ours["last_over_first"]
