@@ -44,6 +44,9 @@ def fingerprint(value: Any) -> str:
         return f"partial({fingerprint(value.func)},{args},{kw})"
     if isinstance(value, types.FunctionType):
         return function_fingerprint(value)
+    if isinstance(value, types.MethodType) and isinstance(value.__func__, types.FunctionType):
+        # a bound method: its source, and what it is bound to
+        return f"method:{function_fingerprint(value.__func__)}|{fingerprint(value.__self__)}"
     if isinstance(value, type):
         return type_fingerprint(value)
     if isinstance(value, (types.BuiltinFunctionType, types.MethodType)):
