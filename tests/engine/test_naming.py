@@ -266,3 +266,22 @@ def test_changing_a_row_class_fields_renames_the_vertices_that_read_it(tmp_path:
         after = compile_in_subprocess(tmp_path, changed)
         assert all(old != new for (_, old), (_, new) in zip(by_kind(before), by_kind(after)))
         assert not set(before["states"]) & set(after["states"])
+
+
+def test_a_bound_method_is_named_by_its_source(tmp_path: Path) -> None:
+    body = """
+    class Helper:
+        def pick(self, r):
+            return r.a
+
+
+    def query(rows: st.ZSet[Row]):
+        return st.map(rows, f=Helper().pick)
+    """
+    write(tmp_path, "method", body)
+    write(tmp_path, "method_edit", body.replace("return r.a", "return r.b"))
+    base = by_kind(compile_in_subprocess(tmp_path, "method"))
+    assert by_kind(compile_in_subprocess(tmp_path, "method_edit"))[1] != base[1]
+    assert compile_in_subprocess(tmp_path, "method") == compile_in_subprocess(
+        tmp_path, "method", as_main=True
+    )
