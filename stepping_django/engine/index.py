@@ -69,6 +69,29 @@ def _type_at(t: Any, steps: tuple[str | int, ...]) -> Any:
     return t
 
 
+def _check_path(t: Any, steps: tuple[str | int, ...]) -> None:
+    """Refuse a path through a declared row type that names a field the type lacks."""
+    for s in steps:
+        origin = typing.get_origin(t) or t
+        args = typing.get_args(t)
+        if origin is Pair and isinstance(s, str):
+            if s not in ("left", "right"):
+                raise TypeError(f"Index.pick: a Pair has fields left and right, not {s!r}")
+            t = (args[0] if s == "left" else args[1]) if args else object
+        elif isinstance(origin, type) and issubclass(origin, Data) and isinstance(s, str):
+            hints = {
+                k: v for k, v in typing.get_type_hints(origin).items() if not k.startswith("__")
+            }
+            if s not in hints:
+                raise TypeError(
+                    f"Index.pick: {origin.__qualname__} has no field {s!r} "
+                    f"(fields: {', '.join(hints) or 'none'})"
+                )
+            t = hints[s]
+        else:
+            return
+
+
 def _none_first(v: Any) -> tuple[bool, Any]:
     return (v is not None, v)
 
@@ -103,7 +126,14 @@ class Index(Generic[T, K]):
     def pick(
         t: Any, f: Callable[[Any], Any], ascending: bool | tuple[bool, ...] = True
     ) -> Index[Any, Any]:
-        picked = f(_Path(()))
+        try:
+            picked = f(_Path(()))
+        except TypeError as e:  # arithmetic, a call, a comparison on the recorded row
+            raise TypeError(
+                f"Index.pick on {getattr(t, '__qualname__', t)}: the key function may only "
+                f"read attributes or items of the row (a field or a tuple of fields), not "
+                f"compute: {e}"
+            ) from None
         if isinstance(picked, tuple):
             paths = tuple(p._steps for p in picked)
             getters = [_getter(p) for p in paths]
@@ -121,6 +151,8 @@ class Index(Generic[T, K]):
                 "Index.pick: the key function may only read attributes or items of the row, "
                 f"got {picked!r}"
             )
+        for p in paths:
+            _check_path(t, p)
         asc = ascending if isinstance(ascending, tuple) else (ascending,) * len(paths)
         if len(asc) != len(paths):
             raise ValueError(f"Index.pick: {len(paths)} key parts but {len(asc)} ascending flags")
