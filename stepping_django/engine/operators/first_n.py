@@ -76,6 +76,8 @@ def first_n_from_scratch(z: ZSetPython[Any], index: Index[Any, Any], n: int) -> 
 
 
 def first_n(a: Any, *, index: Index[Any, Any], n: int) -> Any:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"first_n: n must be an int >= 0, not {n!r}")
     if is_stream(a):
         return a.builder.add(FirstNVertex(a.vertex, index, n, a.group), group=a.group)
     return first_n_from_scratch(concrete(a), index, n)
