@@ -48,6 +48,10 @@ class Busy(Exception):
     """Another applier holds the view."""
 
 
+class RowTooLarge(ValueError):
+    """An input row's encoding is larger than STEPPING["MAX_ROW_BYTES"]."""
+
+
 class NeedsBuild(Exception):
     """The view's tables are of another version (or none): build it first (build.py)."""
 
@@ -165,11 +169,18 @@ def changes(
                 change[n] = change.get(n, 0) + 1
         for i in range(0, len(changed), _CHUNK):
             snapshots.filter(model=label, object_pk__in=changed[i : i + _CHUNK]).delete()
+        limit = conf.max_row_bytes()
+        encoded = {pk: dumps(current[pk]) for pk in changed if pk in current}
+        for pk, data in encoded.items():
+            if len(data) > limit:
+                raise RowTooLarge(
+                    f"view {view.label}: row {label} pk={pk} is {len(data)} bytes encoded, "
+                    f"more than STEPPING['MAX_ROW_BYTES'] = {limit}"
+                )
         snapshots.bulk_create(
             [
-                Snapshot(view=key, model=label, object_pk=pk, row=dumps(current[pk]))
-                for pk in changed
-                if pk in current
+                Snapshot(view=key, model=label, object_pk=pk, row=data)
+                for pk, data in encoded.items()
             ],
             batch_size=_CHUNK,
         )

@@ -7,6 +7,7 @@
         "QUEUE": None,           # Celery queue of the apply tasks (None: Celery's default)
         "RETRY_BUSY_SECS": 0.25,  # a task that finds its view busy runs again after this
         "TASK_DEDUPE_CACHE": None,  # a shared cache alias: one waiting task at a time
+        "MAX_ROW_BYTES": 1048576,  # largest encoded input row a view accepts
     }
 
 Every key is optional; the accessors below give the defaults. Settings are read at each
@@ -26,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE": None,
     "RETRY_BUSY_SECS": 0.25,
     "TASK_DEDUPE_CACHE": None,
+    "MAX_ROW_BYTES": 1 << 20,
 }
 
 
@@ -74,6 +76,16 @@ def task_dedupe_cache() -> str | None:
     return None if value is None else str(value)
 
 
+def max_row_bytes() -> int:
+    """The largest input row (encoded, in bytes) a view applies. A larger row makes the
+    apply fail with `apply.RowTooLarge` naming the view, model and primary key: the view is
+    marked failed, its pending changes are kept (shorten the row, or raise the limit, then
+    apply again). Every input row is stored in the view's snapshot and in the state tables
+    of the operators it passes through, so a big row costs several times its size.
+    Default 1 MiB."""
+    return int(_get("MAX_ROW_BYTES"))
+
+
 def validate() -> list[str]:
     """Problems with the STEPPING setting itself, as messages (for the system checks)."""
     value = getattr(settings, "STEPPING", {})
@@ -85,5 +97,11 @@ def validate() -> list[str]:
     ):
         problems.append(
             f"STEPPING['BATCH_SIZE'] must be a positive int, not {value['BATCH_SIZE']!r}"
+        )
+    if "MAX_ROW_BYTES" in value and (
+        not isinstance(value["MAX_ROW_BYTES"], int) or value["MAX_ROW_BYTES"] < 1
+    ):
+        problems.append(
+            f"STEPPING['MAX_ROW_BYTES'] must be a positive int, not {value['MAX_ROW_BYTES']!r}"
         )
     return problems
