@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import linecache
 import textwrap
+import threading
 import types
 import typing
 from typing import Any
@@ -149,7 +150,26 @@ def _lambda_source(fn: types.FunctionType) -> str | None:
     return ast.unparse(candidates[0])
 
 
+_guard = threading.local()
+
+
 def function_fingerprint(fn: types.FunctionType) -> str:
+    """The function's source, plus what it uses from outside: defaults, closure cells and
+    the module globals it names (constants, helper functions, classes)."""
+    active: set[types.CodeType] | None = getattr(_guard, "codes", None)
+    if active is None:
+        active = _guard.codes = set()
+    code = fn.__code__
+    if code in active:  # a function that reaches itself
+        return f"recursive:{fn.__qualname__}"
+    active.add(code)
+    try:
+        return _function_fingerprint(fn)
+    finally:
+        active.discard(code)
+
+
+def _function_fingerprint(fn: types.FunctionType) -> str:
     source: str | None
     if fn.__name__ == "<lambda>":
         source = _lambda_source(fn)
@@ -172,4 +192,21 @@ def function_fingerprint(fn: types.FunctionType) -> str:
             except ValueError:
                 cells.append("<empty>")
         extra.append("closure=" + ",".join(cells))
+    used = [
+        f"{name}={fingerprint(value)}"
+        for name in sorted(_names(fn.__code__))
+        if name in fn.__globals__
+        and not isinstance(value := fn.__globals__[name], types.ModuleType)
+    ]
+    if used:
+        extra.append("globals=" + ",".join(used))
     return source + ("|" + "|".join(extra) if extra else "")
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """Every global (or attribute) name the code, and the code nested in it, refers to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
