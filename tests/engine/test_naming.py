@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stepping_django import engine as st
+from tests.engine.operators.driver import Item
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -285,3 +286,42 @@ def test_a_bound_method_is_named_by_its_source(tmp_path: Path) -> None:
     assert compile_in_subprocess(tmp_path, "method") == compile_in_subprocess(
         tmp_path, "method", as_main=True
     )
+
+
+def test_a_changed_global_constant_or_helper_used_by_a_lambda_renames_the_vertex(
+    tmp_path: Path,
+) -> None:
+    body = """
+    LIMIT = 3
+
+
+    def bound():
+        return 0
+
+
+    def query(rows: st.ZSet[Row]):
+        small = st.filter(rows, f=lambda r: r.a < LIMIT + bound())
+        return st.map(rows, f=lambda r: r.b), small
+    """
+    write(tmp_path, "base", body)
+    write(tmp_path, "other_limit", body.replace("LIMIT = 3", "LIMIT = 4"))
+    write(tmp_path, "other_helper", body.replace("return 0", "return 1"))
+    write(tmp_path, "unrelated", body.replace("LIMIT = 3", "LIMIT = 3\n    OTHER = 5"))
+    base = by_kind(compile_in_subprocess(tmp_path, "base"))
+    assert [k for k, _ in base] == ["input", "filter", "map"]
+    for changed in ("other_limit", "other_helper"):
+        after = by_kind(compile_in_subprocess(tmp_path, changed))
+        assert [old == new for (_, old), (_, new) in zip(base, after)] == [True, False, True]
+    assert by_kind(compile_in_subprocess(tmp_path, "unrelated")) == base
+
+
+def test_a_function_that_calls_itself_can_be_named() -> None:
+    def depth(n: int) -> int:
+        return 0 if n <= 0 else 1 + depth(n - 1)
+
+    def query(rows: st.ZSet[Item]) -> st.ZSet[int]:
+        return st.map(rows, f=lambda r: depth(r.value))
+
+    graph = st.compile(query)
+    assert graph.outputs[0].kind == "map"
+    assert query(st.ZSetPython({Item(key=0, value=3): 1})) == st.ZSetPython({3: 1})
