@@ -11,6 +11,7 @@
 | stepping_django.E007   | a return annotation that is not `st.ZSet[SomeData]`            |
 | stepping_django.E008   | an output field with no column type, or named like a cache column |
 | stepping_django.E009   | a bad STEPPING setting                                         |
+| stepping_django.E010   | a view name that is not a Python identifier (names its tables) |
 | stepping_django.W001   | an input model whose default manager is not a StepManager      |
 | stepping_django.W002   | a view without a return annotation (its cache has no columns)  |
 | stepping_django.W003   | a deployed view whose new version (definition) is not built yet |

@@ -115,6 +115,17 @@ class IncrementalView:
 
     def _declare(self) -> None:
         func = self.func
+        if not self.name.isidentifier():
+            # The name becomes part of the cache table's name, which Django's quote_name
+            # does not escape: refuse quotes, semicolons, spaces rather than trust them.
+            self.problems.append(
+                Problem(
+                    "stepping_django.E010",
+                    f"view {self.label!r}: the name {self.name!r} is not a Python identifier",
+                    "Name the view with letters, digits and underscores (name=...).",
+                )
+            )
+            return
         raw = dict(getattr(func, "__annotations__", {}))
         row_annotations: dict[str, Any] = {}
         for p in inspect.signature(func).parameters.values():
