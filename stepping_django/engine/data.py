@@ -254,7 +254,12 @@ def _install_init(cls: type) -> None:
     `default_factory` or `init=False` fields keep the dataclass `__init__`."""
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     names = [f.name for f in fields]
-    if any(
+    initvar = getattr(dataclasses, "_FIELD_INITVAR", None)
+    has_initvar = any(
+        getattr(f, "_field_type", None) is initvar
+        for f in cls.__dataclass_fields__.values()  # type: ignore[attr-defined]
+    )
+    if has_initvar or any(
         not f.init
         or f.default_factory is not dataclasses.MISSING
         or not f.name.isidentifier()
