@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import shared_task
 from django.core.cache import caches
+from django.db import DatabaseError, connections
 
 from stepping_django import conf
 from stepping_django.apply import apply_view
@@ -31,6 +32,12 @@ from stepping_django.models import Outbox
 MAX_ROUNDS_PER_TASK = 50
 #: A "task waiting" flag older than this is ignored (its message was lost).
 DEDUPE_TIMEOUT_SECS = 60
+#: A task whose database connection failed (server restarted, backend terminated, network)
+#: sends itself again after this many seconds, on a fresh connection.
+RETRY_DATABASE_SECS = 1.0
+#: Error names (ApplyResult.error starts with one) of failures of the database, not of
+#: the view: the view is applied again by a new task instead of waiting for the next write.
+_DATABASE_ERRORS = ("OperationalError", "InterfaceError")
 
 
 def _flag(using: str) -> str:
@@ -53,22 +60,46 @@ def apply_views_task(labels: list[str] | None, using: str = "default") -> None:
     # Round robin, one batch per view per round: a view that keeps receiving changes does
     # not hold the others back.
     busy: list[str] = []
+    lost: list[str] = []
     remaining = list(labels)
-    for _ in range(MAX_ROUNDS_PER_TASK):
-        if not remaining:
-            break
-        more = []
-        for label in remaining:
-            result = apply_view(label, using=using, max_batches=1)
-            if result.status == "busy":
-                busy.append(label)
-            elif result.status == "fresh" and result.keys:
-                more.append(label)
-        remaining = more
+    try:
+        for _ in range(MAX_ROUNDS_PER_TASK):
+            if not remaining:
+                break
+            more = []
+            for label in remaining:
+                result = apply_view(label, using=using, max_batches=1)
+                if result.status == "busy":
+                    busy.append(label)
+                elif result.status == "fresh" and result.keys:
+                    more.append(label)
+                elif result.status == "failed" and result.error.startswith(_DATABASE_ERRORS):
+                    lost.append(label)
+            remaining = more
+    except DatabaseError:
+        # The connection died mid-apply (the batch rolled back with it; marking the view
+        # failed failed too): start again on a fresh connection. Nothing was applied twice.
+        connections[using].close()
+        enqueue(labels, using, countdown=RETRY_DATABASE_SECS, dedupe=False)
+        raise
+    if lost:
+        connections[using].close()
+        enqueue(lost, using, countdown=RETRY_DATABASE_SECS, dedupe=False)
     if busy:  # not through the flag: writers meanwhile must still send their own task
         enqueue(busy, using, countdown=conf.retry_busy_secs(), dedupe=False)
     if remaining:
         enqueue(remaining, using)
+
+
+@shared_task(name="stepping_django.sweep", ignore_result=True, acks_late=True)
+def sweep(using: str = "default") -> None:
+    """Apply every view with pending changes on database `using`.
+
+    Run it periodically (Celery beat, see README): a task lost with the broker (a Redis
+    FLUSHALL or restart without persistence, a worker killed holding an unacknowledged
+    message) loses no change, since the keys stay in the outbox until applied, but without
+    a sweep they wait for the next write to the same views."""
+    apply_views_task(None, using)
 
 
 def enqueue(
