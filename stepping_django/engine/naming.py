@@ -62,6 +62,11 @@ def fingerprint(value: Any) -> str:
     if origin is not None:
         args = ",".join(fingerprint(a) for a in typing.get_args(value))
         return f"{fingerprint(origin)}[{args}]"
+    call = next(
+        (c.__dict__["__call__"] for c in type(value).__mro__ if "__call__" in c.__dict__), None
+    )
+    if isinstance(call, types.FunctionType):  # an instance of a class with __call__
+        return f"callable:{type(value).__qualname__}:{function_fingerprint(call)}"
     return f"object:{type(value).__qualname__}"
 
 
