@@ -325,3 +325,19 @@ def test_a_function_that_calls_itself_can_be_named() -> None:
     graph = st.compile(query)
     assert graph.outputs[0].kind == "map"
     assert query(st.ZSetPython({Item(key=0, value=3): 1})) == st.ZSetPython({3: 1})
+
+
+def test_a_callable_object_is_named_by_its_call_source(tmp_path: Path) -> None:
+    body = """
+    class Pick:
+        def __call__(self, r):
+            return r.a
+
+
+    def query(rows: st.ZSet[Row]):
+        return st.map(rows, f=Pick())
+    """
+    write(tmp_path, "callable", body)
+    write(tmp_path, "callable_edit", body.replace("return r.a", "return r.b"))
+    base = by_kind(compile_in_subprocess(tmp_path, "callable"))
+    assert by_kind(compile_in_subprocess(tmp_path, "callable_edit"))[1] != base[1]
