@@ -52,8 +52,10 @@ def fingerprint(value: Any) -> str:
         return type_fingerprint(value)
     if isinstance(value, (types.BuiltinFunctionType, types.MethodType)):
         return f"builtin:{getattr(value, '__qualname__', repr(value))}"
-    if isinstance(value, (tuple, list, frozenset)):
+    if isinstance(value, (tuple, list)):
         return "(" + ",".join(fingerprint(v) for v in value) + ")"
+    if isinstance(value, (set, frozenset)):  # sorted: set order depends on the hash seed
+        return "{" + ",".join(sorted(fingerprint(v) for v in value)) + "}"
     if isinstance(value, enum.Enum):
         return f"{type(value).__qualname__}.{value.name}"
     if value is None or isinstance(value, (str, int, float, bool, bytes)):
