@@ -341,3 +341,22 @@ def test_a_callable_object_is_named_by_its_call_source(tmp_path: Path) -> None:
     write(tmp_path, "callable_edit", body.replace("return r.a", "return r.b"))
     base = by_kind(compile_in_subprocess(tmp_path, "callable"))
     assert by_kind(compile_in_subprocess(tmp_path, "callable_edit"))[1] != base[1]
+
+
+def test_a_set_constant_used_by_a_lambda_gives_the_same_name_in_every_process(
+    tmp_path: Path,
+) -> None:
+    """Set iteration order depends on the hash seed; names must not."""
+    body = """
+    WANTED = frozenset({"alpha", "beta", "gamma", "delta", "epsilon"})
+
+
+    def query(rows: st.ZSet[Row]):
+        return st.filter(rows, f=lambda r, wanted={"x", "y", "z"}: str(r.a) in WANTED | wanted)
+    """
+    write(tmp_path, "sets", body)
+    seeds = [
+        compile_in_subprocess(tmp_path, "sets"),
+        compile_in_subprocess(tmp_path, "sets", as_main=True),
+    ]
+    assert seeds[0] == seeds[1]
