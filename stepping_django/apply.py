@@ -72,6 +72,15 @@ class ApplyResult:
     batches: int = 0
     rebuilt: bool = False
     error: str = ""
+    #: The failure was the database's (a lost connection, a terminated backend, a lock
+    #: time-out), not the view's: applying again later may succeed (tasks.py retries).
+    retry: bool = False
+
+
+def database_fault(error: BaseException) -> bool:
+    """A DB-API OperationalError or InterfaceError (Django's or the driver's own, e.g.
+    psycopg's AdminShutdown): the connection or server failed, not the query."""
+    return any(c.__name__ in ("OperationalError", "InterfaceError") for c in type(error).__mro__)
 
 
 def _view(view: IncrementalView | str) -> IncrementalView:
@@ -295,6 +304,7 @@ def apply_view(
             result.rebuilt = True
             continue
         except Exception as e:  # the user's query, or the database: keep the input, report
+            result.retry = database_fault(e)
             result.status, result.error = ViewState.FAILED, _mark_failed(view, using, e)
             return result
         batches += 1

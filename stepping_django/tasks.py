@@ -35,9 +35,6 @@ DEDUPE_TIMEOUT_SECS = 60
 #: A task whose database connection failed (server restarted, backend terminated, network)
 #: sends itself again after this many seconds, on a fresh connection.
 RETRY_DATABASE_SECS = 1.0
-#: Error names (ApplyResult.error starts with one) of failures of the database, not of
-#: the view: the view is applied again by a new task instead of waiting for the next write.
-_DATABASE_ERRORS = ("OperationalError", "InterfaceError")
 
 
 def _flag(using: str) -> str:
@@ -73,7 +70,7 @@ def apply_views_task(labels: list[str] | None, using: str = "default") -> None:
                     busy.append(label)
                 elif result.status == "fresh" and result.keys:
                     more.append(label)
-                elif result.status == "failed" and result.error.startswith(_DATABASE_ERRORS):
+                elif result.status == "failed" and result.retry:
                     lost.append(label)
             remaining = more
     except DatabaseError:

@@ -1,0 +1,127 @@
+"""Helpers of the fault and concurrency tests: real Celery worker processes on a queue of
+their own, over the test run's Postgres database and the real Redis broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+import tests.celeryapp  # noqa: F401  (the Celery app the test process sends tasks with)
+from stepping_django.models import Outbox, ViewState
+from stepping_django.registry import registry
+from tests.conftest import service_missing
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER_HOW = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
+)
+#: How long the workers get to catch up before a test gives up: a deadline, not a speed
+#: assertion (a test passes as soon as the views are fresh).
+DEADLINE_SECS = 120
+
+
+def require_broker() -> str:
+    from django.conf import settings
+    from kombu import Connection
+
+    url = str(settings.CELERY_BROKER_URL)
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as e:
+        service_missing("The Celery broker (Redis)", BROKER_HOW, e)
+    return url
+
+
+def new_queue() -> str:
+    return f"stepping-faults-{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """One `celery worker -P solo` process on `queue`, restartable, killable with SIGKILL."""
+
+    def __init__(self, queue: str, log: Path, using: str = "postgres", dedupe: str = "") -> None:
+        self.queue = queue
+        self.log_path = log
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "STEPPING_TEST_PG_NAME": connections[using].settings_dict["NAME"],
+            "STEPPING_TEST_QUEUE": queue,
+            "STEPPING_TEST_DEDUPE": dedupe,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child holds it)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.celeryapp", "worker", "-P", "solo",
+             "-Q", self.queue, "-l", "info", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "-n", f"{uuid.uuid4().hex[:8]}@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        self.starts += 1
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no acknowledgement, the database connection just drops."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+def views_fresh(using: str) -> bool:
+    if Outbox.objects.using(using).exists():
+        return False
+    return all(v.maintained(using) == v.from_scratch(using) for v in registry.views())
+
+
+def wait_fresh(using: str, workers: list[Worker], poke: object = None) -> float:
+    """Wait until every view equals from scratch with an empty outbox; `poke()` is called
+    every 2 s meanwhile (e.g. sending a sweep, as Celery beat would). Returns the wait."""
+    started = time.monotonic()
+    last_poke = 0.0
+    while not views_fresh(using):
+        now = time.monotonic()
+        if now - started > DEADLINE_SECS or not any(w.alive() for w in workers):
+            logs = "\n---\n".join(w.log() for w in workers)
+            pending = sorted(set(Outbox.objects.using(using).values_list("view", flat=True)))
+            states = list(ViewState.objects.using(using).values_list("view", "status", "error"))
+            pytest.fail(
+                f"views not fresh (pending: {pending}; states: {states}); worker logs:\n{logs}"
+            )
+        if poke is not None and now - last_poke > 2:
+            poke()  # type: ignore[operator]
+            last_poke = now
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def send_sweep(queue: str, using: str = "postgres") -> None:
+    from stepping_django.tasks import sweep
+
+    sweep.apply_async(args=(using,), queue=queue)
