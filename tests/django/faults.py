@@ -61,8 +61,13 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
+    def current_log(self) -> Path:
+        """The log of the current process (one file per start)."""
+        return self.log_path.with_suffix(f".{self.starts}.log")
+
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 (the child holds it)
+        self.starts += 1
+        log = open(self.current_log(), "ab")  # noqa: SIM115 (the child holds it)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tests.celeryapp", "worker", "-P", "solo",
              "-Q", self.queue, "-l", "info", "--without-gossip", "--without-mingle",
@@ -70,7 +75,19 @@ class Worker:
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
-        self.starts += 1
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.current_log().read_text(errors="replace"):
+            assert self.alive() and time.monotonic() < deadline, self.log()
+            time.sleep(0.02)
+
+    def busy(self) -> bool:
+        """Whether the current process has received a task it has not finished."""
+        text = self.current_log().read_text(errors="replace")
+        return text.count("apply_views[") + text.count("sweep[") > 2 * (
+            text.count("] succeeded in") + text.count("] raised")
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no acknowledgement, the database connection just drops."""
@@ -91,7 +108,12 @@ class Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        """The tail of the logs of every start."""
+        parts = [
+            self.log_path.with_suffix(f".{i}.log").read_text(errors="replace")
+            for i in range(1, self.starts + 1)
+        ]
+        return "\n".join(parts)[-6000:]
 
 
 def views_fresh(using: str) -> bool:

@@ -184,15 +184,17 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path) -> None:
     worker = Worker(queue, tmp_path / "worker.log")
     worker.start()
     rng = random.Random(7)
-    kills = 0
+    kills = mid_task = 0
     writes = 0
     done = threading.Event()
 
     def killer() -> None:
-        nonlocal kills
+        nonlocal kills, mid_task
         krng = random.Random(11)
         while not done.is_set():
-            time.sleep(krng.uniform(0.3, 1.5))  # a random point in the worker's life
+            worker.wait_ready()
+            time.sleep(krng.uniform(0.01, 0.6))  # a random point in the worker's work
+            mid_task += worker.busy()
             worker.kill()
             kills += 1
             worker.start()
@@ -218,7 +220,7 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path) -> None:
                  incremental.top_quantities, incremental.checked_prices):  # fmt: skip
         assert view.maintained(USING) == view.from_scratch(USING), view.label
     assert kills >= KILLS and writes >= WRITES
-    _report(workers_killed=kills, orm_rows_written=writes, changes_lost=0)
+    _report(workers_killed=kills, killed_mid_task=mid_task, orm_rows_written=writes, changes_lost=0)
 
 
 # -- E: the broker loses every task --------------------------------------------------------
