@@ -4,6 +4,7 @@ their own, over the test run's Postgres database and the real Redis broker."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -18,7 +19,9 @@ import tests.celeryapp  # noqa: F401  (the Celery app the test process sends tas
 from stepping_django.models import Outbox, ViewState
 from stepping_django.registry import registry
 from tests.conftest import service_missing
+from tests.testapp.models import Basket, LineItem, Product
 
+USING = "postgres"
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_HOW = (
     'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
@@ -147,3 +150,46 @@ def send_sweep(queue: str, using: str = "postgres") -> None:
     from stepping_django.tasks import sweep
 
     sweep.apply_async(args=(using,), queue=queue)
+
+
+def random_write(rng: random.Random) -> int:
+    """One random ORM write on shared rows (create, update, bulk update, delete); returns
+    the number of rows it wrote."""
+    kind = rng.random()
+    items = LineItem.objects.using(USING)
+    if kind < 0.3:
+        b = Basket.objects.using(USING).order_by("?").first()
+        p = Product.objects.using(USING).order_by("?").first()
+        if b is None or p is None:
+            Product.objects.using(USING).create(name="n", price=rng.randint(1, 9))
+            return 1
+        items.create(basket=b, product=p, qty=rng.randint(1, 5))
+        return 1
+    if kind < 0.55:
+        return items.filter(
+            pk__in=list(items.order_by("?").values_list("pk", flat=True)[:3])
+        ).update(qty=rng.randint(1, 9))
+    if kind < 0.75:
+        return (
+            Product.objects.using(USING)
+            .filter(
+                pk__in=list(
+                    Product.objects.using(USING).order_by("?").values_list("pk", flat=True)[:2]
+                )
+            )
+            .update(price=rng.randint(1, 20))
+        )
+    if kind < 0.9:
+        li = items.order_by("?").first()
+        if li is not None:
+            li.delete()
+            return 1
+        return 0
+    if kind < 0.97:
+        Product.objects.using(USING).create(name=f"p{rng.randint(0, 999)}", price=rng.randint(1, 9))
+        return 1
+    b = Basket.objects.using(USING).order_by("?").first()
+    if b is not None:
+        b.delete()  # cascades to its line items
+    Basket.objects.using(USING).create(customer="new")
+    return 1

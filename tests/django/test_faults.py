@@ -30,8 +30,10 @@ from django.test import override_settings
 import stepping_django
 from stepping_django.models import Outbox, ViewState
 from tests.django.faults import (
+    USING,
     Worker,
     new_queue,
+    random_write,
     require_broker,
     send_sweep,
     views_fresh,
@@ -40,7 +42,6 @@ from tests.django.faults import (
 from tests.testapp import incremental
 from tests.testapp.models import Basket, LineItem, Product
 
-USING = "postgres"
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.broker,
@@ -57,49 +58,6 @@ def _seed(n_products: int = 20, n_baskets: int = 10) -> None:
     for i, b in enumerate(baskets):
         for p in products[i : i + 3]:
             LineItem.objects.using(USING).create(basket=b, product=p, qty=i + 1)
-
-
-def random_write(rng: random.Random) -> int:
-    """One random ORM write on shared rows (create, update, bulk update, delete); returns
-    the number of rows it wrote."""
-    kind = rng.random()
-    items = LineItem.objects.using(USING)
-    if kind < 0.3:
-        b = Basket.objects.using(USING).order_by("?").first()
-        p = Product.objects.using(USING).order_by("?").first()
-        if b is None or p is None:
-            Product.objects.using(USING).create(name="n", price=rng.randint(1, 9))
-            return 1
-        items.create(basket=b, product=p, qty=rng.randint(1, 5))
-        return 1
-    if kind < 0.55:
-        return items.filter(
-            pk__in=list(items.order_by("?").values_list("pk", flat=True)[:3])
-        ).update(qty=rng.randint(1, 9))
-    if kind < 0.75:
-        return (
-            Product.objects.using(USING)
-            .filter(
-                pk__in=list(
-                    Product.objects.using(USING).order_by("?").values_list("pk", flat=True)[:2]
-                )
-            )
-            .update(price=rng.randint(1, 20))
-        )
-    if kind < 0.9:
-        li = items.order_by("?").first()
-        if li is not None:
-            li.delete()
-            return 1
-        return 0
-    if kind < 0.97:
-        Product.objects.using(USING).create(name=f"p{rng.randint(0, 999)}", price=rng.randint(1, 9))
-        return 1
-    b = Basket.objects.using(USING).order_by("?").first()
-    if b is not None:
-        b.delete()  # cascades to its line items
-    Basket.objects.using(USING).create(customer="new")
-    return 1
 
 
 def _writing(queue: str) -> Any:
