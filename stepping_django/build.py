@@ -29,6 +29,7 @@ import datetime
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
@@ -151,15 +152,39 @@ def forget_dead_build(view: IncrementalView, state: ViewState, using: str) -> bo
     return True
 
 
-def _beat(view: IncrementalView, tag: str, using: str) -> None:
-    """Record progress; raise BuildAbandoned if another build replaced this one."""
-    updated = (
-        ViewState.objects.using(using)
-        .filter(pk=view.label, building_tables=tag, building_version=view.version)
-        .update(build_heartbeat_at=timezone.now())
-    )
-    if not updated:
-        raise BuildAbandoned(f"view {view.label}: build {tag or 'first'} was replaced")
+#: How often a build records that it is alive (each a short UPDATE of the state row).
+BEAT_SECS = 5.0
+
+
+class _Beat:
+    """A build's check that it is still the view's build, and its heartbeat.
+
+    The check reads the state row without locking it, before each page's transaction;
+    the heartbeat is its own short autocommitted UPDATE at most every BEAT_SECS, so the
+    live applier (which skips a locked state row as "busy") is almost never held back.
+    """
+
+    def __init__(self, view: IncrementalView, tag: str, using: str) -> None:
+        self.view, self.tag, self.using = view, tag, using
+        self.last = 0.0
+
+    def _ours(self) -> Any:
+        return ViewState.objects.using(self.using).filter(
+            pk=self.view.label, building_tables=self.tag, building_version=self.view.version
+        )
+
+    def check(self) -> None:
+        """Raise BuildAbandoned if another build replaced this one."""
+        if not self._ours().exists():
+            raise BuildAbandoned(
+                f"view {self.view.label}: build {self.tag or 'first'} was replaced"
+            )
+
+    def beat(self) -> None:
+        now = monotonic()
+        if now - self.last >= BEAT_SECS:
+            self.last = now
+            self._ours().update(build_heartbeat_at=timezone.now())
 
 
 def _insert_snapshots(using: str, rows: list[tuple[str, str, str, bytes]]) -> None:
@@ -183,6 +208,7 @@ def _backfill(view: IncrementalView, tag: str, using: str, progress: Progress | 
     total = sum(m._base_manager.db_manager(using).count() for m in models_)
     key, out_model, size = snapshot_key(view.label, tag), _build_model(view, tag), conf.batch_size()
     done = time = 0
+    alive = _Beat(view, tag, using)
     if progress:
         progress(0, total)
     for model in models_:
@@ -201,11 +227,12 @@ def _backfill(view: IncrementalView, tag: str, using: str, progress: Progress | 
             inputs = [
                 change if j in positions else st.ZSetPython() for j in range(len(view.models))
             ]
+            alive.check()
             with transaction.atomic(using=using):
-                _beat(view, tag, using)
                 store = django_store(view, using, tag=tag)
                 time = iterate(view, store, time, inputs, using, out_model)
                 _insert_snapshots(using, [(key, label, pk, dumps(r)) for pk, r in rows])
+            alive.beat()
             done += len(rows)
             if progress:
                 progress(done, max(total, done))
@@ -316,10 +343,12 @@ def build_view(
         time = _backfill(view, tag, using, progress)
         rows = Snapshot.objects.using(using).filter(view=snapshot_key(view.label, tag)).count()
         caught_up = 0
+        alive = _Beat(view, tag, using)
         while True:  # most handed-over keys outside the switch's transaction
+            alive.check()
             with transaction.atomic(using=using):
-                _beat(view, tag, using)
                 n, time = _catch_up_batch(view, tag, time, using)
+            alive.beat()
             caught_up += n
             if not n:
                 break
