@@ -135,3 +135,48 @@ def test_a_view_name_that_is_not_an_identifier_is_refused(name: str) -> None:
     assert view.graph is None
     (error,) = check_views(views=[view])
     assert error.id == "stepping_django.E010" and repr(name) in error.msg
+
+
+def _stepping_admin_urls() -> list[str]:
+    """The changelist of every model stepping_django registers in the admin (view states,
+    outbox, each view's cache), and the change page of one view state."""
+    from django.contrib import admin
+    from django.urls import reverse
+
+    urls = [
+        reverse(f"admin:{m._meta.app_label}_{m._meta.model_name}_changelist")
+        for m in admin.site._registry
+        if m._meta.app_label == "stepping_django"
+    ]
+    return urls
+
+
+@pytest.mark.django_db
+def test_no_stepping_admin_page_shows_data_without_permission() -> None:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from tests.testapp import incremental
+
+    tv = Product.objects.create(name="secret-name", price=31337)
+    LineItem.objects.create(
+        basket=Basket.objects.create(customer="secret-customer"), product=tv, qty=2
+    )
+    stepping_django.apply_pending()
+    Product.objects.create(name="pending", price=4)  # an outbox row (EAGER applies: keep one)
+    urls = _stepping_admin_urls()
+    # every view's cache, the view states and the outbox are among them
+    assert len(urls) >= len(registry.views()) + 2, urls
+    assert any("viewstate" in u for u in urls) and any("outbox" in u for u in urls)
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    plain = User.objects.create_user("plain", password="pw")
+    for url in urls:
+        anonymous = Client().get(url)
+        assert anonymous.status_code == 302 and "/login/" in anonymous["Location"], url
+        for user in (staff, plain):
+            client = Client()
+            client.force_login(user)
+            response = client.get(url)
+            assert response.status_code in (302, 403), (url, user.username)
+            assert b"31337" not in response.content and b"secret" not in response.content
+    assert incremental.basket_totals.objects.exists()  # there was data to leak
