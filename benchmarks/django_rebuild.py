@@ -295,6 +295,13 @@ def record(args: argparse.Namespace, rows: list[Any], insert: dict[str, Any] | N
             f"peak memory {insert['peak_mb']:.0f} MB ({insert['setup_mb']:.0f} after set-up); "
             f"view equals a from-scratch computation: {insert['fresh']}.",
         ]
+    lines += [
+        "",
+        "Peak memory (MB) of the rebuild process as it went, at each tenth of the rows:",
+        "",
+    ]
+    for n, r, *_ in rows:
+        lines.append(f"- {n:,} reads: " + ", ".join(f"{f:.0%} {mb:.1f}" for f, mb in r["trace"]))
     if len(rows) >= 2:
         (n1, r1, *_), (n2, r2, *_) = rows[0], rows[-1]
         lines += [
@@ -309,7 +316,7 @@ def record(args: argparse.Namespace, rows: list[Any], insert: dict[str, Any] | N
     if head in text:
         start = text.index(head)
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
+        text = text[:start] + section + ("\n" + text[end + 1 :] if end != -1 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text)
