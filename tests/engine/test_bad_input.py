@@ -333,6 +333,7 @@ def test_the_fuzz_tries_every_kind() -> None:
     if not BAD_INPUTS_TRIED:
         pytest.skip("run together with the fuzz test above")
     assert len(BAD_INPUTS_TRIED) >= 10, sorted(BAD_INPUTS_TRIED)
+    print(f"\nBAD_INPUTS tried={sum(BAD_INPUTS_TRIED.values())} kinds={len(BAD_INPUTS_TRIED)}")
 
 
 # -- stores: attaching to missing tables, frontier time-outs -----------------------------
