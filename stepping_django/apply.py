@@ -122,13 +122,7 @@ def iterate(
     assert view.graph is not None
     t = time + 1
     st.MAX_SLEEP_SECS = conf.max_sleep_secs()
-    try:
-        (out,) = st.iteration(store, view.graph, inputs, st.Time(t, t - 1, False))
-    finally:
-        # The engine caches a plan per store in the graph (a weak-keyed dict whose value
-        # holds the store's states, which hold the store: never freed). A store here lives
-        # for one iteration: drop its plan, or every batch would leak its store.
-        view.graph._plans.pop(store, None)
+    (out,) = st.iteration(store, view.graph, inputs, st.Time(t, t - 1, False))
     write_output(view, out, using, output)
     return t
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from stepping_django.engine.index import Index
@@ -105,9 +104,6 @@ class Graph:
     input_types: tuple[Any, ...] = ()
     output_types: tuple[Any, ...] = ()
     name: str = ""
-    _plans: weakref.WeakKeyDictionary[Any, Any] = field(
-        default_factory=weakref.WeakKeyDictionary, repr=False, compare=False
-    )
 
     @property
     def states(self) -> tuple[StateSpec, ...]:

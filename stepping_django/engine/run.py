@@ -42,10 +42,18 @@ class _Plan:
 
 
 def _plan(store: Store, graph: Graph) -> _Plan:
-    """Resolve slots and states once per (store, graph): iterations then only index lists."""
-    plan: _Plan | None = graph._plans.get(store)
-    if plan is not None:
-        return plan
+    """Resolve slots and states once per (store, graph): iterations then only index lists.
+
+    Plans are kept on the store, which is short-lived beside its graph: a plan refers to
+    the store's states, so keeping it on the graph would keep every store ever used alive.
+    """
+    plans: dict[int, tuple[Graph, _Plan]] | None = getattr(store, "_st_plans", None)
+    if plans is None:
+        plans = {}
+        setattr(store, "_st_plans", plans)  # noqa: B010 (stores are any object)
+    cached = plans.get(id(graph))
+    if cached is not None and cached[0] is graph:
+        return cached[1]
     slot = {v.name: i for i, v in enumerate(graph.vertices)}
     read = {i.name for v in graph.vertices for i in v.inputs} | {v.name for v in graph.outputs}
     steps = []
@@ -70,7 +78,7 @@ def _plan(store: Store, graph: Graph) -> _Plan:
         tuple(steps),
         len(graph.vertices),
     )
-    graph._plans[store] = plan
+    plans[id(graph)] = (graph, plan)
     return plan
 
 

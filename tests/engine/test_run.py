@@ -61,3 +61,22 @@ def test_iteration_accepts_a_cache_view_as_an_input(make_store: StoreMaker) -> N
     (out,) = st.iteration(store, graph, (cache.zset(store),))
     assert out == st.ZSetPython({Item(key=1, value=1): 3})
     assert cache.zset(store) == st.ZSetPython({Item(key=1, value=1): 6})
+
+
+def test_a_store_is_freed_after_its_iterations() -> None:
+    """The graph outlives many stores (one per apply batch); it must not keep them alive."""
+    import gc
+    import sqlite3
+    import weakref
+
+    from tests.engine.seed_query import LineItem, Product, graph
+
+    conn = sqlite3.connect(":memory:")
+    store = st.StoreSQLite.from_graph(conn, graph, create_tables=True)
+    products, items = st.actions(store, graph)
+    products.insert(Product(name="tv", price=3))
+    items.insert(LineItem(basket_id=1, product_name="tv", qty=2))
+    ref = weakref.ref(store)
+    del store, products, items
+    gc.collect()
+    assert ref() is None
