@@ -396,11 +396,17 @@ def identity(value: Any) -> bytes:
             return value._st_id  # type: ignore[attr-defined,no-any-return]
         except AttributeError:
             pass
-    b = dumps(value)
-    i = b if len(b) <= IDENTITY_BYTES else hashlib.blake2b(b, digest_size=IDENTITY_BYTES).digest()
+    i = identity_of_bytes(dumps(value))
     if isinstance(value, Data):
         object.__setattr__(value, "_st_id", i)
     return i
+
+
+def identity_of_bytes(b: bytes) -> bytes:
+    """The identity of the row whose encoding is `b` (what `identity` gives)."""
+    return (
+        b if len(b) <= IDENTITY_BYTES else hashlib.blake2b(b, digest_size=IDENTITY_BYTES).digest()
+    )
 
 
 def register_enum(cls: type[enum.Enum]) -> int:

@@ -30,8 +30,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Self
 
+from stepping_django.engine.data import Data
 from stepping_django.engine.index import Index
-from stepping_django.engine.serialize import dumps, identity, loads
+from stepping_django.engine.serialize import dumps, identity, identity_of_bytes, loads
 from stepping_django.engine.stores.base import Ordered, StateSpec, StateView, take_first
 from stepping_django.engine.stores.wait import wait_for_frontier
 from stepping_django.engine.time import Time
@@ -288,9 +289,11 @@ class Table:
     def column_names(self) -> set[str]:
         return {"identity", "data", "c", *(c.name for c in self.key_columns)}
 
-    def write_row(self, row: Any, row_id: bytes, c: int) -> tuple[Any, ...]:
+    def write_row(
+        self, row: Any, row_id: bytes, c: int, data: bytes | None = None
+    ) -> tuple[Any, ...]:
         """The upsert parameters of one row: identity, data, key columns, weight delta."""
-        values: list[Any] = [row_id, dumps(row)]
+        values: list[Any] = [row_id, dumps(row) if data is None else data]
         for f, composite, encoders in self._writers:
             key = f(row)
             if composite:
@@ -351,6 +354,12 @@ class SQLState:
             ix: {} for ix in spec.all_indexes
         }
         self._ids: dict[Any, bytes] = {}
+        #: Stored weights (the table's, without `pending`) of rows this iteration has read,
+        #: and the index keys it has looked up (every stored row under them was read). The
+        #: frontier protocol keeps the table unchanged between an iteration's reads and its
+        #: writes, so a flush knows which of these rows reach 0 without asking again.
+        self._known: dict[Any, int] = {}
+        self._looked: dict[Index[Any, Any], set[Any]] = {}
 
     # identities are cached per row: Data rows cache their bytes, this caches the digest
 
@@ -412,6 +421,10 @@ class SQLState:
             cond, params = self._store.dialect.ids_in(ids)
             sql = f'SELECT "identity", "c" FROM {self.table.q} WHERE {cond}'
             out.update((by_id[bytes(i)], c) for i, c in self._query(sql, params))
+        if self._store._running is not None:
+            known = self._known
+            for row in by_id.values():
+                known[row] = out.get(row, 0)
         pending = self._pending
         for row in by_id.values():
             d = pending.get(row)
@@ -429,12 +442,22 @@ class SQLState:
         cols = self.table.columns[index]
         out: dict[Any, dict[Any, int]] = {}
         f = index.f
+        ids = self._ids if self._store._running is not None else None
         for chunk in self._chunks(keys, len(cols)):
             cond, params = key_condition(self._store.dialect, cols, index, chunk)
-            sql = f'SELECT "data", "c" FROM {self.table.q} WHERE {cond}'
-            for data, c in self._query(sql, params):
-                row = loads(bytes(data))
+            sql = f'SELECT "identity", "data", "c" FROM {self.table.q} WHERE {cond}'
+            for row_id, data, c in self._query(sql, params):
+                row = _load(row_id, data, ids)
                 out.setdefault(f(row), {})[row] = c
+        if self._store._running is not None:
+            known = self._known
+            for rows in out.values():
+                known.update(rows)
+            looked = self._looked.get(index)
+            if looked is None:
+                self._looked[index] = set(keys)
+            else:
+                looked.update(keys)
         pending = self._pending_by[index]
         for k in set(keys):
             changes = pending.get(k)
@@ -463,7 +486,7 @@ class SQLState:
         found = self._first_rows(ordered, n + _most_per_group(group, pending_rows), groups)
         rows: dict[bytes, list[Any]] = {}
         for row_id, data, c in found:
-            rows[bytes(row_id)] = [loads(bytes(data)), c]
+            rows[bytes(row_id)] = [_load(row_id, data, None), c]
         for row, d in pending_rows.items():
             entry = rows.setdefault(self._id(row), [row, 0])
             entry[1] += d
@@ -513,8 +536,8 @@ class SQLState:
         return self._query(top, params)
 
     def zset(self) -> ZSetPython[Any]:
-        found = self._query(f'SELECT "data", "c" FROM {self.table.q}', [])
-        out = {loads(bytes(data)): c for data, c in found}
+        found = self._query(f'SELECT "identity", "data", "c" FROM {self.table.q}', [])
+        out = {_load(row_id, data, None): c for row_id, data, c in found}
         for row, d in self._pending.items():
             n = out.get(row, 0) + d
             if n:
@@ -524,22 +547,76 @@ class SQLState:
         return ZSetPython.wrap(out)
 
     def flush(self) -> None:
-        """Write the pending changes: one upsert and one delete of emptied rows."""
+        """Write the pending changes: one upsert of the rows that stay, one delete of the
+        rows whose weight reached 0.
+
+        A row whose stored weight this iteration has read (`_known`) is deleted outright
+        when it reaches 0, and never re-checked otherwise; only the other rows are checked
+        for a weight of 0 after the upsert (`DELETE ... WHERE c = 0`)."""
         if not self._pending:
+            self.forget_reads()
             return
         d = self._store.dialect
         conn = self._store.conn
-        rows = [self.table.write_row(row, self._id(row), c) for row, c in self._pending.items()]
-        d.upsert(conn, self.table, rows)
-        for ids in self._chunks([r[0] for r in rows], 1):
-            cond, params = d.ids_in(ids)
+        known = self._known
+        for ix, keys in self._looked.items():
+            buckets = self._pending_by[ix]
+            for k in keys:
+                b = buckets.get(k)
+                if b:
+                    for row in b:
+                        if row not in known:
+                            known[row] = 0  # under a looked-up key, not stored
+        write_row, ids = self.table.write_row, self._ids
+        rows: list[tuple[Any, ...]] = []
+        gone: list[bytes] = []  # known rows reaching 0
+        check: list[bytes] = []  # rows that may reach 0
+        for row, c in self._pending.items():
+            stored = known.get(row)
+            if stored is not None and not stored + c:
+                if stored:
+                    gone.append(self._id(row))
+                continue
+            rid = ids.get(row)
+            if rid is not None or isinstance(row, Data):  # Data rows cache their bytes
+                rows.append(write_row(row, rid or self._id(row), c))
+            else:  # encode once, for the identity and the data
+                data = dumps(row)
+                rid = identity_of_bytes(data)
+                rows.append(write_row(row, rid, c, data))
+            if stored is None:
+                check.append(rows[-1][0])
+        if rows:
+            d.upsert(conn, self.table, rows)
+        for chunk in self._chunks(gone, 1) if gone else ():
+            cond, params = d.ids_in(chunk)
+            d.execute(conn, f"DELETE FROM {self.table.q} WHERE {cond}", params)
+        for chunk in self._chunks(check, 1) if check else ():
+            cond, params = d.ids_in(chunk)
             d.execute(conn, f'DELETE FROM {self.table.q} WHERE "c" = 0 AND ({cond})', params)
         self.drop_pending()
+
+    def forget_reads(self) -> None:
+        if self._known or self._looked:
+            self._known = {}
+            self._looked = {}
 
     def drop_pending(self) -> None:
         self._pending = {}
         self._pending_by = {ix: {} for ix in self._pending_by}
         self._ids = {}
+        self.forget_reads()
+
+
+def _load(row_id: Any, data: Any, ids: dict[Any, bytes] | None) -> Any:
+    """A stored row, decoded, with the stored identity cached on it (Data rows) or in
+    `ids`: ordering by identity, and writing the row back, need not encode it again."""
+    row = loads(bytes(data))
+    if isinstance(row, Data):
+        row.__dict__["_st_id"] = bytes(row_id)
+    elif ids is not None:
+        ids[row] = bytes(row_id)
+    return row
 
 
 def _merge(out: dict[Any, dict[Any, int]], key: Any, changes: dict[Any, int]) -> None:
@@ -718,6 +795,8 @@ class StoreSQL:
 
     def commit(self, time: Time) -> None:
         self._write([s for s in self._states.values() if s.table.name not in self._set_times], time)
+        for s in self._states.values():
+            s.forget_reads()
         self._set_times = set()
         self._running = None
         self._applied = -1
