@@ -8,8 +8,9 @@ outbox is empty: nothing lost, nothing applied twice.
   sends itself again on a fresh connection.
 - D: a worker process is SIGKILLed at random points while thousands of ORM writes are
   applied, and restarted; at least 20 kills.
-- E: the broker loses every task (Redis FLUSHALL); the changes wait in the outbox and the
-  periodic `stepping_django.sweep` applies them.
+- E: the broker loses every task (Redis FLUSHALL), or is restarted without persistence
+  while writers commit (CI only: it restarts the shared server); the changes wait in the
+  outbox and the periodic `stepping_django.sweep` applies them.
 
 The counts of faults injected and changes lost are printed (`-s`) for benchmarks/RESULTS.md.
 """
@@ -215,3 +216,61 @@ def test_tasks_flushed_from_the_broker_lose_no_change(tmp_path: Path) -> None:
         worker.stop()
     assert not Outbox.objects.using(USING).exists()
     _report(broker_flushes=1, pending_keys_recovered=pending, changes_lost=0)
+
+
+REDIS_START = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+    "--logfile", "/var/log/redis/ci.log",
+]  # fmt: skip
+
+
+def test_a_broker_restart_loses_no_change(tmp_path: Path) -> None:
+    """Redis is shut down (without saving) while writers commit and a worker runs, then
+    started again: writes made meanwhile commit (the task cannot be sent; the keys wait in
+    the outbox), the worker reconnects, and the sweep applies everything."""
+    import shutil
+    import subprocess
+
+    import redis
+    from django.conf import settings
+
+    if not IN_CI:
+        pytest.skip("restarts the Redis server other runs may share; runs in CI (CI=true)")
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed", pytrace=False)
+    require_broker()
+    _seed()
+    stepping_django.apply_pending(USING)
+    queue = new_queue()
+    worker = Worker(queue, tmp_path / "worker.log")
+    worker.start()
+    worker.wait_ready()
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    try:
+        client.shutdown(nosave=True)
+    except redis.ConnectionError:
+        pass  # the server closed the connection as it went
+    written = 0
+    try:
+        with _writing(queue):
+            for i in range(3):  # each commit tries to send its task and cannot
+                LineItem.objects.using(USING).filter(qty=i + 1).update(qty=i + 20)
+                Product.objects.using(USING).create(name=f"outage{i}", price=i)
+                written += 2
+        assert Outbox.objects.using(USING).exists()
+    finally:
+        subprocess.run(REDIS_START, check=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not come back"
+                time.sleep(0.1)
+    try:
+        wait_fresh(USING, [worker], poke=lambda: send_sweep(queue))
+    finally:
+        worker.stop()
+    _report(broker_restarts=1, writes_during_outage=written, changes_lost=0)
