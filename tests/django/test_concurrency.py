@@ -168,3 +168,57 @@ def test_a_worker_killed_holding_a_view_blocks_it_only_while_its_backend_lives(
         first.stop()
         second.stop()
     assert views_fresh(USING)
+
+
+def test_a_second_applier_of_a_view_being_applied_reports_busy_and_applies_nothing() -> None:
+    """Two appliers never apply one view at once: while one is inside an iteration (held
+    there by a lock the test takes on one of the view's tables), another finds the view
+    claimed, returns "busy" without touching it, and the first then applies everything."""
+    import threading
+
+    from django.db import connections as conns
+
+    from stepping_django.apply import apply_view
+
+    _seed()
+    view = incremental.product_quantities
+    assert view.graph is not None
+    table = view.graph.states[0].name
+    admin = _psycopg(autocommit=True)
+    locker = _psycopg()
+    results: list[Any] = []
+
+    def first() -> None:
+        try:
+            results.append(apply_view(view, using=USING))
+        finally:
+            conns.close_all()
+
+    try:
+        locker.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+        with override_settings(STEPPING={"EAGER": False, "QUEUE": new_queue()}):
+            LineItem.objects.using(USING).update(qty=5)
+        pending = Outbox.objects.using(USING).filter(view=view.label).count()
+        thread = threading.Thread(target=first)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not admin.execute(
+            "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = %s AND NOT l.granted",
+            [table],
+        ).fetchone():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time_before = ViewState.objects.using(USING).get(view=view.label).time
+        second = apply_view(view, using=USING)
+        assert (second.status, second.keys, second.iterations) == ("busy", 0, 0)
+        assert ViewState.objects.using(USING).get(view=view.label).time == time_before
+        assert Outbox.objects.using(USING).filter(view=view.label).count() == pending
+        locker.commit()
+        thread.join(timeout=60)
+        (result,) = results
+        assert result.status == "fresh" and result.keys == pending
+    finally:
+        locker.close()
+        admin.close()
+    assert view.maintained(USING) == view.from_scratch(USING)
