@@ -52,6 +52,21 @@ class RowTooLarge(ValueError):
     """An input row's encoding is larger than STEPPING["MAX_ROW_BYTES"]."""
 
 
+def check_row_sizes(
+    view: IncrementalView, label: str, encoded: list[tuple[str, bytes]]
+) -> dict[str, bytes]:
+    """`encoded` (pk, encoded row) as a dict, or raise RowTooLarge naming view, model and
+    pk of the first row over STEPPING["MAX_ROW_BYTES"]."""
+    limit = conf.max_row_bytes()
+    for pk, data in encoded:
+        if len(data) > limit:
+            raise RowTooLarge(
+                f"view {view.label}: row {label} pk={pk} is {len(data)} bytes encoded, "
+                f"more than STEPPING['MAX_ROW_BYTES'] = {limit}"
+            )
+    return dict(encoded)
+
+
 class NeedsBuild(Exception):
     """The view's tables are of another version (or none): build it first (build.py)."""
 
@@ -178,14 +193,9 @@ def changes(
                 change[n] = change.get(n, 0) + 1
         for i in range(0, len(changed), _CHUNK):
             snapshots.filter(model=label, object_pk__in=changed[i : i + _CHUNK]).delete()
-        limit = conf.max_row_bytes()
-        encoded = {pk: dumps(current[pk]) for pk in changed if pk in current}
-        for pk, data in encoded.items():
-            if len(data) > limit:
-                raise RowTooLarge(
-                    f"view {view.label}: row {label} pk={pk} is {len(data)} bytes encoded, "
-                    f"more than STEPPING['MAX_ROW_BYTES'] = {limit}"
-                )
+        encoded = check_row_sizes(
+            view, label, [(pk, dumps(current[pk])) for pk in changed if pk in current]
+        )
         snapshots.bulk_create(
             [
                 Snapshot(view=key, model=label, object_pk=pk, row=data)

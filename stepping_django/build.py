@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from stepping_django import conf
 from stepping_django import engine as st
-from stepping_django.apply import changes, iterate, snapshot_key
+from stepping_django.apply import changes, check_row_sizes, iterate, snapshot_key
 from stepping_django.cache_models import create_output_table, output_model
 from stepping_django.declare import IncrementalView
 from stepping_django.engine.naming import digest
@@ -223,6 +223,7 @@ def _backfill(view: IncrementalView, tag: str, using: str, progress: Progress | 
                 break
             last = page[-1][pk_at]
             rows = [(str(v[pk_at]), cls(**dict(zip(names, v)))) for v in page]
+            encoded = check_row_sizes(view, label, [(pk, dumps(r)) for pk, r in rows])
             change = st.ZSetPython({row: 1 for _, row in rows})
             inputs = [
                 change if j in positions else st.ZSetPython() for j in range(len(view.models))
@@ -231,7 +232,7 @@ def _backfill(view: IncrementalView, tag: str, using: str, progress: Progress | 
             with transaction.atomic(using=using):
                 store = django_store(view, using, tag=tag)
                 time = iterate(view, store, time, inputs, using, out_model)
-                _insert_snapshots(using, [(key, label, pk, dumps(r)) for pk, r in rows])
+                _insert_snapshots(using, [(key, label, pk, encoded[pk]) for pk, _ in rows])
             alive.beat()
             done += len(rows)
             if progress:

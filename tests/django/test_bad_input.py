@@ -18,6 +18,7 @@ from django.test import override_settings
 import stepping_django
 from stepping_django import engine as st
 from stepping_django import maintenance
+from stepping_django.apply import RowTooLarge
 from stepping_django.declare import IncrementalView
 from stepping_django.models import Outbox, ViewState
 from tests.django.conftest import assert_views_fresh
@@ -105,6 +106,10 @@ def test_a_row_larger_than_max_row_bytes_fails_only_its_views_naming_view_model_
         assert _pending(using, label) == 1  # kept
     for label in ("testapp.product_quantities", "testapp.top_quantities"):
         assert results[label].status == "fresh"
+    # A rebuild (backfill from the source table) refuses it too, and keeps the live view.
+    with override_settings(STEPPING={"EAGER": True, "MAX_ROW_BYTES": 50}):
+        with pytest.raises(RowTooLarge, match=f"row testapp.Product pk={big.pk} "):
+            maintenance.rebuild(incremental.checked_prices, using, force=True)
     # Under the limit again: the views catch up; nothing was lost.
     Product.objects.using(using).filter(pk=big.pk).update(name="small")
     stepping_django.apply_pending(using)
