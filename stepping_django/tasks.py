@@ -33,8 +33,13 @@ MAX_ROUNDS_PER_TASK = 50
 #: A "task waiting" flag older than this is ignored (its message was lost).
 DEDUPE_TIMEOUT_SECS = 60
 #: A task whose database connection failed (server restarted, backend terminated, network)
-#: sends itself again after this many seconds, on a fresh connection.
+#: sends itself again after this many seconds, on a fresh connection, doubling the delay
+#: at each attempt up to MAX_RETRY_DATABASE_SECS, for at most DATABASE_RETRIES attempts
+#: (an error that persists, e.g. SQLite's "no such column" after a bad migration, is not
+#: retried forever: the view stays failed until the next write or sweep).
 RETRY_DATABASE_SECS = 1.0
+MAX_RETRY_DATABASE_SECS = 60.0
+DATABASE_RETRIES = 8
 
 
 def _flag(using: str) -> str:
@@ -45,9 +50,9 @@ def _flag(using: str) -> str:
 # acks_late: a task lost with its worker is delivered again (applying is idempotent), and with
 # worker_prefetch_multiplier=1 a busy worker holds no waiting task back from an idle one.
 @shared_task(name="stepping_django.apply_views", ignore_result=True, acks_late=True)
-def apply_views_task(labels: list[str] | None, using: str = "default") -> None:
+def apply_views_task(labels: list[str] | None, using: str = "default", attempt: int = 0) -> None:
     """Apply the pending changes of views `labels` (None: every view with pending keys)
-    on database `using`."""
+    on database `using`. `attempt`: how many times a database fault sent it again."""
     alias = conf.task_dedupe_cache()
     if alias is not None:
         caches[alias].delete(_flag(using))
@@ -77,11 +82,11 @@ def apply_views_task(labels: list[str] | None, using: str = "default") -> None:
         # The connection died mid-apply (the batch rolled back with it; marking the view
         # failed failed too): start again on a fresh connection. Nothing was applied twice.
         connections[using].close()
-        enqueue(labels, using, countdown=RETRY_DATABASE_SECS, dedupe=False)
+        _retry(labels, using, attempt)
         raise
     if lost:
         connections[using].close()
-        enqueue(lost, using, countdown=RETRY_DATABASE_SECS, dedupe=False)
+        _retry(lost, using, attempt)
     if busy:  # not through the flag: writers meanwhile must still send their own task
         enqueue(busy, using, countdown=conf.retry_busy_secs(), dedupe=False)
     if remaining:
@@ -99,8 +104,18 @@ def sweep(using: str = "default") -> None:
     apply_views_task(None, using)
 
 
+def _retry(labels: list[str], using: str, attempt: int) -> None:
+    if attempt < DATABASE_RETRIES:
+        countdown = min(RETRY_DATABASE_SECS * 2**attempt, MAX_RETRY_DATABASE_SECS)
+        enqueue(labels, using, countdown=countdown, dedupe=False, attempt=attempt + 1)
+
+
 def enqueue(
-    labels: Iterable[str], using: str, countdown: float | None = None, dedupe: bool = True
+    labels: Iterable[str],
+    using: str,
+    countdown: float | None = None,
+    dedupe: bool = True,
+    attempt: int = 0,
 ) -> None:
     """Send one apply task for `labels` to the configured queue (unless one is waiting)."""
     alias = conf.task_dedupe_cache() if dedupe else None
@@ -112,7 +127,8 @@ def enqueue(
     if countdown:
         options["countdown"] = countdown
     try:
-        apply_views_task.apply_async(args=(sorted(labels), using), **options)
+        args: tuple[Any, ...] = (sorted(labels), using) + ((attempt,) if attempt else ())
+        apply_views_task.apply_async(args=args, **options)
     except Exception:
         if alias is not None:
             caches[alias].delete(_flag(using))

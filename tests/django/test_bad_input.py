@@ -187,3 +187,40 @@ def test_a_column_dropped_by_a_migration_fails_the_views_naming_the_field(using:
         assert _pending(using, label) == 1
     for label in ("testapp.product_quantities", "testapp.top_quantities"):
         assert results[label].status == "fresh"
+
+
+@pytest.mark.broker
+@pytest.mark.django_db
+def test_a_database_error_that_persists_is_retried_a_bounded_number_of_times() -> None:
+    """SQLite reports a dropped column as an OperationalError, the class of a lost
+    connection: the task sends itself again with a growing delay, DATABASE_RETRIES times,
+    then leaves the view failed (its changes kept) for the next write or sweep."""
+    import redis
+    from django.conf import settings
+
+    import tests.celeryapp  # noqa: F401  (the Celery app tasks are sent with)
+    from stepping_django import tasks
+    from tests.django.faults import new_queue, require_broker
+
+    require_broker()
+    using = "default"
+    _shop(using)
+    with connections[using].cursor() as cursor:
+        cursor.execute('ALTER TABLE "testapp_product" DROP COLUMN "price"')
+    stepping_django.notify(Product, None, using=using)
+    queue = new_queue()
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    label = "testapp.checked_prices"
+    try:
+        with override_settings(STEPPING={"EAGER": False, "QUEUE": queue}):
+            tasks.apply_views_task([label], using)
+            assert client.llen(queue) == 1  # sent again, attempt 1
+            tasks.apply_views_task([label], using, attempt=tasks.DATABASE_RETRIES - 1)
+            assert client.llen(queue) == 2  # the last attempt
+            tasks.apply_views_task([label], using, attempt=tasks.DATABASE_RETRIES)
+            assert client.llen(queue) == 2  # no more
+    finally:
+        client.delete(queue)
+    state = ViewState.objects.using(using).get(view=label)
+    assert state.status == ViewState.FAILED and "price" in state.error
+    assert _pending(using, label) == 1
