@@ -10,6 +10,9 @@ from stepping_django.engine.data import Data as Data
 from stepping_django.engine.data import Empty as Empty
 from stepping_django.engine.data import Pair as Pair
 from stepping_django.engine.data import UnsupportedType as UnsupportedType
+from stepping_django.engine.dot import to_dot as to_dot
+from stepping_django.engine.dot import to_text as to_text
+from stepping_django.engine.dot import write_png as write_png
 from stepping_django.engine.graph import CompileError as CompileError
 from stepping_django.engine.graph import Graph as Graph
 from stepping_django.engine.graph import at_compile_time as at_compile_time
@@ -71,7 +74,3 @@ from stepping_django.engine.zset import ZSetPython as ZSetPython
 #: How long an iteration waits for a table to reach its frontier before giving up.
 #: Read at each wait, so setting it at run time takes effect.
 MAX_SLEEP_SECS: float = 5.0
-
-from stepping_django.engine.dot import to_dot as to_dot  # noqa: E402
-from stepping_django.engine.dot import to_text as to_text  # noqa: E402
-from stepping_django.engine.dot import write_png as write_png  # noqa: E402
