@@ -54,23 +54,8 @@ def _getter(steps: tuple[str | int, ...]) -> Callable[[Any], Any]:
 
 
 def _type_at(t: Any, steps: tuple[str | int, ...]) -> Any:
-    """The declared type found by following `steps` from row type `t` (object if unknown)."""
-    for s in steps:
-        origin = typing.get_origin(t) or t
-        args = typing.get_args(t)
-        if origin is Pair and isinstance(s, str):
-            t = args[0] if s == "left" and args else args[1] if s == "right" and args else object
-        elif isinstance(origin, type) and issubclass(origin, Data) and isinstance(s, str):
-            t = typing.get_type_hints(origin).get(s, object)
-        elif origin is tuple and isinstance(s, int) and args:
-            t = args[0] if len(args) == 2 and args[1] is Ellipsis else args[s]
-        else:
-            return object
-    return t
-
-
-def _check_path(t: Any, steps: tuple[str | int, ...]) -> None:
-    """Refuse a path through a declared row type that names a field the type lacks."""
+    """The declared type found by following `steps` from row type `t` (object where no type
+    is declared); a step naming a field that a declared row type lacks is refused."""
     for s in steps:
         origin = typing.get_origin(t) or t
         args = typing.get_args(t)
@@ -88,8 +73,11 @@ def _check_path(t: Any, steps: tuple[str | int, ...]) -> None:
                     f"(fields: {', '.join(hints) or 'none'})"
                 )
             t = hints[s]
+        elif origin is tuple and isinstance(s, int) and args:
+            t = args[0] if len(args) == 2 and args[1] is Ellipsis else args[s]
         else:
-            return
+            return object
+    return t
 
 
 def _none_first(v: Any) -> tuple[bool, Any]:
@@ -151,14 +139,13 @@ class Index(Generic[T, K]):
                 "Index.pick: the key function may only read attributes or items of the row, "
                 f"got {picked!r}"
             )
-        for p in paths:
-            _check_path(t, p)
+        key_types = tuple(_type_at(t, p) for p in paths)
         asc = ascending if isinstance(ascending, tuple) else (ascending,) * len(paths)
         if len(asc) != len(paths):
             raise ValueError(f"Index.pick: {len(paths)} key parts but {len(asc)} ascending flags")
         return Index(
             names=tuple(_path_name(p) or "identity" for p in paths),
-            key_types=tuple(_type_at(t, p) for p in paths),
+            key_types=key_types,
             ascending=asc,
             f=getter,
             is_composite=composite,
