@@ -4,14 +4,19 @@ SQL's `SELECT SUM(...), k GROUP BY k`: a group exists while its rows' integral i
 non-empty, and disappears when its last row is removed.
 Incremental rule: the sum is linear, so per touched group
     new_value = old_value + Σ_{x in d, by(x) = K} pick_value(x) * d[x],
-and the group's row count changes by the rows whose integral weight crosses zero.
+and so is the group's *mark*: two sums Σ_x weight(x) * h_i(x) mod P, with h_1, h_2
+independent 61-bit hashes of the row's identity and P = 2**61 - 1 prime. The mark is
+(0, 0) when the group is empty; when it is not, it is (0, 0) only with probability 1/P**2
+for any non-zero weights (a hash collision, as for 128-bit identities), so it tells an
+emptied group apart without storing the group's rows.
 Output: -Pair(old_value, K) if the group existed, +Pair(new_value, K) if it exists now.
-State: the integral (read only at the change's rows) and one (K, value, rows) entry per
-group (read only at the change's keys), so the cost is the size of the change.
+State: one (K, value, mark_1, mark_2) entry per group, read only at the change's keys, so
+the cost is the size of the change and the state is the size of the output.
 """
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +27,22 @@ from stepping_django.engine.index import Index
 from stepping_django.engine.naming import fingerprint
 from stepping_django.engine.operators.common import concrete, is_stream
 from stepping_django.engine.operators.reduce import reduce_from_scratch
+from stepping_django.engine.serialize import IDENTITY_BYTES, identity
 from stepping_django.engine.stores.base import State, StateSpec
 from stepping_django.engine.zset import ZSetPython
+
+#: The marks' modulus: a Mersenne prime, so any weight vector that is not all 0 (|w| < P)
+#: gives a mark of 0 with probability exactly 1/P; it keeps marks in a 64-bit integer.
+MARK_MODULUS = 2**61 - 1
+
+
+def row_hashes(row: Any) -> tuple[int, int]:
+    """Two stable, uniformly spread hashes of a row, from the two halves of its identity
+    when that is a digest, else of a digest of it (short identities are not spread)."""
+    i = identity(row)
+    if len(i) < IDENTITY_BYTES:
+        i = hashlib.blake2b(i, digest_size=IDENTITY_BYTES).digest()
+    return int.from_bytes(i[:8], "big") % MARK_MODULUS, int.from_bytes(i[8:], "big") % MARK_MODULUS
 
 
 class GroupReduceVertex(Vertex):
@@ -51,56 +70,39 @@ class GroupReduceVertex(Vertex):
         )
 
     def make_states(self) -> tuple[StateSpec, ...]:
-        return (
-            self.state_spec("rows", row_type=self.inputs[0].row_type),
-            self.state_spec("groups", indexes=(self.key_index,)),
-        )
+        return (self.state_spec("groups", indexes=(self.key_index,)),)
 
     def step(self, states: tuple[State, ...], inputs: list[ZSetPython[Any]]) -> ZSetPython[Any]:
-        rows, groups = states
-        z = inputs[0]
-        change = z.data
-        before = rows.weights(change.keys())
-        rows.add(z)
+        (groups,) = states
         by, pick = self.by.f, self.pick_value
-        # Per touched group key: [sum of pick_value * weight, change in its row count].
+        # Per touched group key: [sum of pick_value * weight, the marks' changes].
         acc: dict[Any, list[Any]] = {}
         get = acc.get
-        if before:
-            weight_before = before.get
-            for row, c in change.items():
-                k = by(row)
-                w = weight_before(row, 0)
-                dn = (w + c != 0) - (w != 0)
-                e = get(k)
-                if e is None:
-                    acc[k] = [pick(row) * c, dn]
-                else:
-                    e[0] = e[0] + pick(row) * c
-                    e[1] += dn
-        else:  # every row is new: each one adds a row to its group
-            for row, c in change.items():
-                k = by(row)
-                e = get(k)
-                if e is None:
-                    acc[k] = [pick(row) * c, 1]
-                else:
-                    e[0] = e[0] + pick(row) * c
-                    e[1] += 1
+        for row, c in inputs[0].data.items():
+            k = by(row)
+            h1, h2 = row_hashes(row)
+            e = get(k)
+            if e is None:
+                acc[k] = [pick(row) * c, h1 * c, h2 * c]
+            else:
+                e[0] = e[0] + pick(row) * c
+                e[1] += h1 * c
+                e[2] += h2 * c
         current = groups.lookup(self.key_index, acc.keys())
         # Keys are distinct, so each (group row, output row) below is set at most once.
         out: dict[Any, int] = {}
         group_change: dict[Any, int] = {}
         zero = self.zero
-        for k, (dv, dn) in acc.items():
+        p = MARK_MODULUS
+        for k, (dv, dm1, dm2) in acc.items():
             b = current.get(k)
             if b:
                 old_row = next(iter(b))
-                _, old_value, old_n = old_row
-                n = old_n + dn
-                if n:
+                _, old_value, old_m1, old_m2 = old_row
+                m1, m2 = (old_m1 + dm1) % p, (old_m2 + dm2) % p
+                if m1 or m2:
                     value = old_value + dv
-                    new_row = (k, value, n)
+                    new_row = (k, value, m1, m2)
                     if new_row != old_row:
                         group_change[old_row] = -1
                         group_change[new_row] = 1
@@ -110,10 +112,12 @@ class GroupReduceVertex(Vertex):
                 else:
                     group_change[old_row] = -1
                     out[Pair(old_value, k)] = -1
-            elif dn:
-                value = zero() + dv
-                group_change[(k, value, dn)] = 1
-                out[Pair(value, k)] = 1
+            else:
+                m1, m2 = dm1 % p, dm2 % p
+                if m1 or m2:
+                    value = zero() + dv
+                    group_change[(k, value, m1, m2)] = 1
+                    out[Pair(value, k)] = 1
         if group_change:
             groups.add(ZSetPython.wrap(group_change))
         return ZSetPython.wrap(out)

@@ -140,6 +140,8 @@ def connection_sqlite(path: Path | str) -> Iterator[ConnSQLite]:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint=16384")
+        conn.execute("PRAGMA cache_size=-65536")
         yield conn
         if conn.in_transaction:
             conn.commit()

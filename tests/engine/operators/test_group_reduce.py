@@ -91,6 +91,26 @@ def test_emptied_group_disappears(make_store: StoreMaker) -> None:
     ]
 
 
+def test_group_whose_weights_cancel_but_rows_remain_still_exists(make_store: StoreMaker) -> None:
+    """A group holding +a and -b has total weight 0 but is not empty: the group's marks
+    (weighted sums of row hashes), not its total weight, say when it is gone."""
+    a, b = Item(key=1, value=2), Item(key=1, value=3)
+    outputs = run_stream(
+        make_store,
+        sum_by_key,
+        [
+            (st.ZSetPython({a: 1, b: -1}),),
+            (st.ZSetPython({a: -1}),),
+            (st.ZSetPython({b: 1}),),
+        ],
+    )
+    assert [out for (out,) in outputs] == [
+        st.ZSetPython({st.Pair(-1, 1): 1}),
+        st.ZSetPython({st.Pair(-1, 1): -1, st.Pair(-3, 1): 1}),
+        st.ZSetPython({st.Pair(-3, 1): -1}),
+    ]
+
+
 def test_group_whose_sum_is_zero_still_exists() -> None:
     z = st.ZSetPython({Item(key=1, value=0): 1, Item(key=2, value=1): 1})
     assert sum_by_key(z) == st.ZSetPython({st.Pair(0, 1): 1, st.Pair(1, 2): 1})

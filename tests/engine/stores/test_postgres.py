@@ -39,7 +39,7 @@ def test_columns_have_types_that_compare_as_python_does(url: str) -> None:
         ).fetchall()
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
     columns = {(t, c): (ty, coll, null) for t, c, ty, coll, null in found}
-    left, _, _, groups, _ = (s.name for s in graph.states)
+    left, _, groups, _ = (s.name for s in graph.states)
     assert columns[("last_update", "t")] == ("bigint", None, "NO")
     assert columns[(left, "identity")] == ("bytea", None, "NO")
     assert columns[(left, "data")] == ("bytea", None, "NO")

@@ -46,7 +46,7 @@ def columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str, int, i
 
 def test_schema_is_the_seeds(db: tuple[Path, list[str]]) -> None:
     path, _ = db
-    join_left, join_right, rows, groups, receipts = (s.name for s in graph.states)
+    join_left, join_right, groups, receipts = (s.name for s in graph.states)
     with sqlite3.connect(path) as conn:
         assert columns(conn, "last_update") == [("table_name", "TEXT", 0, 1), ("t", "BIGINT", 1, 0)]
         assert columns(conn, join_left) == [
@@ -56,7 +56,7 @@ def test_schema_is_the_seeds(db: tuple[Path, list[str]]) -> None:
             ("c", "BIGINT", 1, 0),
         ]
         assert columns(conn, join_right)[2] == ("ixd__product_name__product_name", "TEXT", 1, 0)
-        assert [c[0] for c in columns(conn, rows)] == ["identity", "data", "c"]
+        assert [c[0] for c in columns(conn, receipts)] == ["identity", "data", "c"]
         assert columns(conn, groups)[2][:2] == ("ixd__right_basket_id__right_basket_id", "INTEGER")
         indexes = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type='index'"))
         assert indexes[f"ix__{join_left}__name"] == join_left
@@ -85,15 +85,15 @@ def test_an_iteration_reads_only_by_key_one_statement_per_read(
     data_reads = [s for s in selects if "last_update" not in s]
     assert data_reads, traced
     assert all(" WHERE " in s for s in data_reads), data_reads
-    # join: the products at the line items' keys; group_reduce: weights of the changed
-    # rows, then the groups at their keys. One statement each.
-    assert len(data_reads) == 3, data_reads
+    # join: the products at the line items' keys; group_reduce: the groups at their keys.
+    # One statement each.
+    assert len(data_reads) == 2, data_reads
     writes = [s for s in traced if s.lstrip().upper().startswith(("INSERT", "DELETE"))]
     deletes = [s for s in writes if s.startswith("DELETE")]
-    # At most one per table written. group_reduce read the stored weights of its rows and
-    # groups, so it knows none of them reached 0 and asks no DELETE; the join's right side
+    # At most one per table written. group_reduce read its groups, so it knows none of
+    # them reached 0 and asks no DELETE; the join's right side
     # and the receipts were not read, so their rows are checked for c = 0 after the upsert.
-    join_left, join_right, rows, groups, receipts = (s.name for s in graph.states)
+    join_left, join_right, groups, receipts = (s.name for s in graph.states)
     assert len(deletes) == 2, deletes
     assert all('WHERE "c" = 0' in s for s in deletes), deletes
     assert sorted(next(t for t in (join_right, receipts) if f'"{t}"' in s) for s in deletes) == (
