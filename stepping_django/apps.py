@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from django.apps import AppConfig
 from django.core import checks
 from django.db.models.signals import post_migrate
@@ -24,6 +26,7 @@ class SteppingConfig(AppConfig):
         from stepping_django import capture
         from stepping_django import checks as stepping_checks
 
+        import_module("stepping_django.pipeline_models")  # registers PipelineBatch
         autodiscover_modules("incremental")
         capture.connect_signals()
         checks.register(stepping_checks.check_views, checks.Tags.models)
