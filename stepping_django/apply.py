@@ -18,6 +18,9 @@ Applying the same keys twice is a no-op (the snapshot already equals the current
 keys may be applied in any order, and a rolled-back writer leaves no outbox rows. If the
 iteration raises, the whole batch rolls back, the view is marked failed with the error and
 traceback (its pending changes stay), and other views carry on.
+
+A view declared `parallel=True` is applied in pipelined batches instead, several workers
+at once, each batch's iteration outside the view's lock (pipeline.py).
 """
 
 from __future__ import annotations
@@ -267,6 +270,42 @@ def _mark_failed(view: IncrementalView, using: str, error: BaseException) -> str
     return message
 
 
+def _build(view: IncrementalView, using: str, result: ApplyResult) -> bool:
+    """Build (or rebuild) the view's declared version; whether applying may go on."""
+    if result.rebuilt:  # another build switched the tables meanwhile: let it be
+        result.status = "building"
+        return False
+    from stepping_django.build import BuildAbandoned, build_view
+
+    try:
+        built = build_view(view, using)
+    except BuildAbandoned:  # another build replaced this one; it applies after
+        result.status = "building"
+        return False
+    except Exception as e:
+        result.retry = database_fault(e)
+        result.status, result.error = ViewState.FAILED, _mark_failed(view, using, e)
+        return False
+    if built.status == "building":  # another process builds it, then applies
+        result.status = "building"
+        return False
+    result.rebuilt = True
+    result.status, result.error = ViewState.FRESH, ""
+    return True
+
+
+def _apply_parallel(view: IncrementalView, using: str, result: ApplyResult) -> int:
+    """One pipelined batch of a parallel view (pipeline.py). Returns keys applied."""
+    from stepping_django.pipeline import apply_batch
+
+    keys, iterations = apply_batch(view, using)
+    result.iterations += iterations
+    if keys:
+        state = ViewState.objects.using(using).filter(pk=view.label).first()
+        view_applied.send(view, using=using, keys=keys, time=state.time if state else 0)
+    return keys
+
+
 def apply_view(
     view: IncrementalView | str, using: str = DEFAULT_DB_ALIAS, max_batches: int | None = None
 ) -> ApplyResult:
@@ -274,14 +313,20 @@ def apply_view(
     are left (or `max_batches`). Never raises for a failing query: the view is marked
     failed and the result says so; other views are not affected.
 
+    A parallel view (`parallel=True`) is applied batch by batch with pipelined times, so
+    that several workers may apply it at once (pipeline.py); a batch that fails part-way
+    makes this call (or the next) rebuild the view.
+
     Args:
         view: the view or its label (`"app_label.view_name"`).
         using: the database alias.
         max_batches: stop after this many batches (None: drain).
 
     Returns:
-        An `ApplyResult` whose `status` is "fresh", "failed" or "busy".
+        An `ApplyResult` whose `status` is "fresh", "failed", "busy" or "building".
     """
+    from stepping_django.pipeline import BatchFailed, NeedsRecovery
+
     view = _view(view)
     result = ApplyResult(view.label)
     if view.graph is None:
@@ -290,28 +335,25 @@ def apply_view(
     batches = 0
     while max_batches is None or batches < max_batches:
         try:
-            applied = _apply_batch(view, using, result)
+            if view.parallel:
+                applied = _apply_parallel(view, using, result)
+            else:
+                applied = _apply_batch(view, using, result)
         except Busy:
             result.status = "busy"
             return result
-        except NeedsBuild:
-            if result.rebuilt:  # another build switched the tables meanwhile: let it be
-                result.status = "building"
+        except (NeedsBuild, NeedsRecovery) as e:
+            if isinstance(e, NeedsRecovery) and result.rebuilt:  # failed again: retry later
+                result.status, result.error, result.retry = ViewState.FAILED, repr(e), True
                 return result
-            from stepping_django.build import BuildAbandoned, build_view
-
-            try:
-                built = build_view(view, using)
-            except BuildAbandoned:  # another build replaced this one; it applies after
-                result.status = "building"
+            if not _build(view, using, result):
                 return result
-            except Exception as e:
-                result.status, result.error = ViewState.FAILED, _mark_failed(view, using, e)
+            continue
+        except BatchFailed as e:  # marked failed; the next claim rebuilds the tables
+            result.status, result.error = ViewState.FAILED, _mark_failed(view, using, e)
+            if result.rebuilt:  # at most one rebuild per call: the next apply tries again
+                result.retry = True
                 return result
-            if built.status == "building":  # another process builds it, then applies
-                result.status = "building"
-                return result
-            result.rebuilt = True
             continue
         except Exception as e:  # the user's query, or the database: keep the input, report
             result.retry = database_fault(e)

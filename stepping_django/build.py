@@ -21,6 +21,9 @@ state tables `sdv_<view>_<tag>_st_...` and output cache `sdo_<view>_<tag>`.
 A key changed while the backfill ran is applied after it, by diff against what the
 backfill read: a change the backfill saw gives an empty diff, so nothing is lost or
 doubled. The old tables stay until `prune` (maintenance.py) drops them.
+
+A parallel view (pipeline.py) is also rebuilt this way when one of its batches failed
+part-way: no batch is claimed meanwhile, so its pending keys wait for the switch.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from stepping_django.declare import IncrementalView
 from stepping_django.engine.naming import digest
 from stepping_django.engine.serialize import dumps
 from stepping_django.models import Outbox, Snapshot, ViewState
+from stepping_django.pipeline_models import PipelineBatch
 from stepping_django.rows import attnames, row_class
 from stepping_django.store import django_store, drop_tables, tagged_name
 
@@ -284,6 +288,8 @@ def _switch(view: IncrementalView, tag: str, time: int, using: str) -> int:
                 cursor.execute(f"DROP TABLE IF EXISTS {qn(old)}")
                 cursor.execute(f"ALTER TABLE {qn(live)} RENAME TO {qn(old)}")
             cursor.execute(f"ALTER TABLE {qn(output_table(view, tag))} RENAME TO {qn(live)}")
+        # Batches of a parallel view still running on the old tables finish into nothing.
+        PipelineBatch.objects.using(using).filter(view=view.label).exclude(tables=tag).delete()
         state.tables = tag
         state.graph_identifier = view.version
         state.time = time

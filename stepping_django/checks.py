@@ -12,6 +12,7 @@
 | stepping_django.E008   | an output field with no column type, or named like a cache column |
 | stepping_django.E009   | a bad STEPPING setting                                         |
 | stepping_django.E010   | a view name that is not a Python identifier (names its tables) |
+| stepping_django.E011   | a `parallel=True` view with a database that is not PostgreSQL  |
 | stepping_django.W001   | an input model whose default manager is not a StepManager      |
 | stepping_django.W002   | a view without a return annotation (its cache has no columns)  |
 | stepping_django.W003   | a deployed view whose new version (definition) is not built yet |
@@ -66,6 +67,8 @@ def check_views(
                     id="stepping_django.W002",
                 )
             )
+        if getattr(view, "parallel", False):
+            errors.extend(_parallel_databases(view))
         for model in dict.fromkeys(view.models):
             qs = model._default_manager.get_queryset()
             if not isinstance(qs, StepQuerySet):
@@ -81,6 +84,24 @@ def check_views(
                     )
                 )
     return errors
+
+
+def _parallel_databases(view: Any) -> list[checks.CheckMessage]:
+    """Parallel application needs PostgreSQL (advisory locks, row lock modes, a store on a
+    connection of its own): refuse every other configured database."""
+    from django.db import connections
+
+    return [
+        checks.Error(
+            f"view {view.label} is declared parallel=True, which needs PostgreSQL; database "
+            f"{alias!r} is {connections[alias].vendor}: its batches would be refused there",
+            hint="Use PostgreSQL, or declare the view without parallel=True.",
+            obj=view.label,
+            id="stepping_django.E011",
+        )
+        for alias in connections
+        if connections[alias].vendor != "postgresql"
+    ]
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -88,9 +88,12 @@ class IncrementalView:
         *,
         name: str | None = None,
         app_label: str | None = None,
+        parallel: bool = False,
     ) -> None:
         self.func = func
         self.name = name or func.__name__
+        #: Apply successive batches on several workers at once (pipeline.py; Postgres).
+        self.parallel = parallel
         if app_label is None:
             config = apps.get_containing_app_config(func.__module__)
             app_label = config.label if config is not None else func.__module__.split(".")[0]
@@ -324,7 +327,7 @@ def incremental_view(func: Callable[..., Any], /) -> IncrementalView: ...
 
 @overload
 def incremental_view(
-    *, name: str | None = None, app_label: str | None = None
+    *, name: str | None = None, app_label: str | None = None, parallel: bool = False
 ) -> Callable[[Callable[..., Any]], IncrementalView]: ...
 
 
@@ -334,6 +337,7 @@ def incremental_view(
     *,
     name: str | None = None,
     app_label: str | None = None,
+    parallel: bool = False,
 ) -> Any:
     """Declare a view maintained from the models its parameters read.
 
@@ -342,6 +346,9 @@ def incremental_view(
             annotated `st.ZSet[SomeRow]` with `SomeRow` an `st.Data` class.
         name: the view's name (default: the function's name); unique per app.
         app_label: the app the view belongs to (default: the app of the function's module).
+        parallel: let several workers apply successive batches of this view at once,
+            pipelined (pipeline.py). PostgreSQL only; a batch that fails part-way costs a
+            rebuild of the view.
 
     Returns:
         The registered `IncrementalView`; read it with `view.objects`.
@@ -350,7 +357,7 @@ def incremental_view(
     def declare(f: Callable[..., Any]) -> IncrementalView:
         from stepping_django.registry import registry
 
-        view = IncrementalView(f, name=name, app_label=app_label)
+        view = IncrementalView(f, name=name, app_label=app_label, parallel=parallel)
         registry.register(view)
         return view
 

@@ -7,6 +7,9 @@ sqlite3 connection, `st.StorePostgres` on the raw psycopg one) and
 `owns_transaction=False`: the store writes but never commits or rolls back, so its table
 writes, the output cache, the snapshots and the deletion of the applied outbox rows
 commit together or not at all.
+
+A parallel view's iterations (pipeline.py) run instead on a store with a connection of
+its own (`pipeline_store`), which commits each table as its vertex finishes.
 """
 
 from __future__ import annotations
@@ -70,6 +73,15 @@ def django_store(
     connection.ensure_connection()
     cls = _store_class(view, base, tag)
     return cls.from_graph(connection.connection, view.graph, create_tables, owns_transaction=False)
+
+
+def pipeline_store(view: IncrementalView, conn: Any, tag: str) -> Any:
+    """A Postgres store for `view`'s tables tagged `tag` on `conn`, a connection of its
+    own that the store commits (pipeline.py: each table is committed as soon as its vertex
+    is done, for the next batch to start on it)."""
+    assert view.graph is not None
+    cls = _store_class(view, st.StorePostgres, tag)
+    return cls.from_graph(conn, view.graph, create_tables=False)
 
 
 def drop_tables(using: str, names: list[str]) -> None:

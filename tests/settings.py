@@ -61,6 +61,9 @@ TEMPLATES = [
 ]
 CELERY_BROKER_URL = os.environ.get("STEPPING_TEST_BROKER", "redis://127.0.0.1:6379/15")
 CELERY_TASK_ALWAYS_EAGER = False
+# The workers of tests/django/test_parallel.py also maintain its parallel view.
+_PARALLEL = bool(os.environ.get("STEPPING_TEST_PARALLEL"))
+CELERY_IMPORTS = ["tests.testapp.parallel_views"] if _PARALLEL else []
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     # Shared by the test process and its Celery worker (for TASK_DEDUPE_CACHE).
