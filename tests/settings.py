@@ -64,6 +64,9 @@ CELERY_TASK_ALWAYS_EAGER = False
 # The workers of tests/django/test_parallel.py also maintain its parallel view.
 _PARALLEL = bool(os.environ.get("STEPPING_TEST_PARALLEL"))
 CELERY_IMPORTS = ["tests.testapp.parallel_views"] if _PARALLEL else []
+# As the README recommends: a worker busy with one task reserves no other (so an idle
+# worker takes the next batch of the same view).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1 if _PARALLEL else 4
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     # Shared by the test process and its Celery worker (for TASK_DEDUPE_CACHE).

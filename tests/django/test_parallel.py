@@ -15,8 +15,7 @@ workers at once, with pipelined times, on the real Postgres, Redis and Celery wo
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,10 +36,10 @@ from stepping_django.pipeline_models import PipelineBatch
 from stepping_django.registry import registry
 from tests.django.conftest import assert_views_fresh
 from tests.django.faults import (
-    ROOT,
     USING,
     Worker,
     new_queue,
+    random_write,
     require_broker,
     send_sweep,
     wait_fresh,
@@ -120,9 +119,7 @@ def test_a_batch_failing_part_way_is_recovered_by_a_rebuild(
     basket = Basket.objects.using(USING).first()
     product = Product.objects.using(USING).first()
     # EAGER: applied on commit; the group sum raises after the join's tables committed.
-    bad = LineItem.objects.using(USING).create(
-        basket=basket, product=product, qty=FAIL_QTY
-    )
+    bad = LineItem.objects.using(USING).create(basket=basket, product=product, qty=FAIL_QTY)
     state = _state(parallel_view)
     assert state.status == ViewState.FAILED, state
     assert "refusing line item" in state.error
@@ -182,3 +179,158 @@ def test_sqlite_refuses_a_parallel_view(parallel_view: IncrementalView) -> None:
     assert "parallel=True, which needs PostgreSQL" in result.error
     state = ViewState.objects.using("default").get(view=parallel_view.label)
     assert state.status == ViewState.FAILED and "needs PostgreSQL" in state.error
+
+
+# -- Celery workers ------------------------------------------------------------------------
+
+
+def _workers(tmp_path: Path, n: int) -> tuple[str, list[Worker]]:
+    """`n` Celery workers on a new queue that also maintain the parallel view."""
+    require_broker()
+    queue = new_queue()
+    workers = [Worker(queue, tmp_path / f"worker{i}.log") for i in range(n)]
+    for w in workers:
+        w.env["STEPPING_TEST_PARALLEL"] = "1"
+        w.start()
+    for w in workers:
+        w.wait_ready()
+    return queue, workers
+
+
+def _writing(queue: str) -> Any:
+    return override_settings(STEPPING={"EAGER": False, "QUEUE": queue})
+
+
+def _blocked_on(admin: psycopg.Connection[Any], table: str) -> int | None:
+    """The backend waiting for a lock on `table`, if any."""
+    row = admin.execute(
+        "SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname = %s AND NOT l.granted",
+        [table],
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _until(condition: Any, what: str, workers: list[Worker], secs: float = 60) -> None:
+    deadline = time.monotonic() + secs
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}; logs:\n" + "\n".join(w.log() for w in workers)
+        time.sleep(0.02)
+
+
+@on_postgres
+def test_two_workers_apply_successive_batches_of_one_view_at_once(
+    parallel_view: IncrementalView, tmp_path: Path
+) -> None:
+    _seed()
+    t = _state(parallel_view).time
+    join, group = _stateful(parallel_view)
+    queue, workers = _workers(tmp_path, 2)
+    admin = _admin()
+    locker = _admin()
+    locker.autocommit = False
+    try:
+        # Hold the group sum's table: the first batch stops there, its join committed.
+        locker.execute(f'LOCK TABLE "{group[0]}" IN ACCESS EXCLUSIVE MODE')
+        with _writing(queue):
+            LineItem.objects.using(USING).filter(qty=1).update(qty=5)
+        _until(lambda: _blocked_on(admin, group[0]), "batch t+1 never blocked", workers)
+        assert all(_times(parallel_view)[n] == t + 1 for n in join)
+        # The second batch, on the other worker, overtakes it on the join's tables.
+        with _writing(queue):
+            LineItem.objects.using(USING).filter(qty=2).update(qty=6)
+        _until(
+            lambda: all(_times(parallel_view)[n] == t + 2 for n in join),
+            "batch t+2 never reached the join",
+            workers,
+        )
+        in_flight = sorted(PipelineBatch.objects.using(USING).values_list("time", flat=True))
+        assert in_flight == [t + 1, t + 2]
+        assert all(_times(parallel_view)[n] == t for n in group)
+        locker.commit()  # release: t+1 finishes, then t+2
+        wait_fresh(USING, workers)
+    finally:
+        locker.close()
+        admin.close()
+        for w in workers:
+            w.stop()
+    state = _state(parallel_view)
+    assert state.status == ViewState.FRESH and state.time == t + 2, state
+    assert set(_times(parallel_view).values()) == {t + 2}
+    assert not PipelineBatch.objects.using(USING).exists()
+    assert_views_fresh(USING)
+
+
+WRITES = 1500
+
+
+@on_postgres
+@pytest.mark.broker
+@pytest.mark.long
+def test_a_stream_of_writes_applied_by_two_workers_ends_equal_to_from_scratch(
+    parallel_view: IncrementalView, tmp_path: Path
+) -> None:
+    _seed()
+    start = _state(parallel_view)
+    queue, workers = _workers(tmp_path, 2)
+    rng = random.Random(5)
+    writes = most_in_flight = 0
+    try:
+        with _writing(queue):
+            while writes < WRITES:
+                writes += random_write(rng)
+                most_in_flight = max(
+                    most_in_flight,
+                    PipelineBatch.objects.using(USING).filter(view=parallel_view.label).count(),
+                )
+        wait_fresh(USING, workers, poke=lambda: send_sweep(queue))
+    finally:
+        for w in workers:
+            w.stop()
+    state = _state(parallel_view)
+    assert state.status == ViewState.FRESH and state.tables == start.tables  # no rebuild
+    assert not PipelineBatch.objects.using(USING).exists()
+    assert_views_fresh(USING)
+    print(
+        f"\nPARALLEL orm_rows_written={writes} batches={state.time - start.time} "
+        f"most_batches_in_flight={most_in_flight} changes_lost=0"
+    )
+
+
+@on_postgres
+@pytest.mark.broker
+def test_a_worker_killed_mid_batch_costs_a_rebuild_and_loses_nothing(
+    parallel_view: IncrementalView, tmp_path: Path
+) -> None:
+    _seed()
+    start = _state(parallel_view)
+    join, group = _stateful(parallel_view)
+    queue, workers = _workers(tmp_path, 1)
+    (worker,) = workers
+    admin = _admin()
+    locker = _admin()
+    locker.autocommit = False
+    try:
+        locker.execute(f'LOCK TABLE "{group[0]}" IN ACCESS EXCLUSIVE MODE')
+        with _writing(queue):
+            LineItem.objects.using(USING).filter(qty=1).update(qty=7)
+        _until(lambda: _blocked_on(admin, group[0]), "the batch never blocked", workers)
+        assert all(_times(parallel_view)[n] == start.time + 1 for n in join)  # part-way
+        worker.kill()
+        # Its backend ends once its statement does (README, Faults): the batch's lock goes.
+        locker.commit()
+        _until(lambda: not _blocked_on(admin, group[0]), "the backend never ended", workers)
+        assert PipelineBatch.objects.using(USING).filter(time=start.time + 1).exists()
+        worker.start()
+        worker.wait_ready()
+        with _writing(queue):  # the next claim finds the dead batch: rebuild, then apply
+            LineItem.objects.using(USING).filter(qty=2).update(qty=8)
+        wait_fresh(USING, workers, poke=lambda: send_sweep(queue))
+    finally:
+        locker.close()
+        admin.close()
+        worker.stop()
+    state = _state(parallel_view)
+    assert state.status == ViewState.FRESH and state.tables != start.tables  # rebuilt
+    assert not PipelineBatch.objects.using(USING).exists()
+    assert_views_fresh(USING)
