@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stepping_django.engine.index import Index
+from stepping_django.engine.serialize import identity
 from stepping_django.engine.time import Time
 from stepping_django.engine.zset import MATCH_ALL, ZSetPython, table
 
@@ -67,8 +68,22 @@ class State(Protocol):
         """Per group key (None when ungrouped), the rows with positive weight in order,
         up to `n` rows' worth of weight; ties broken by row identity."""
 
+    def by_index(self, index: Index[Any, Any], keys: Collection[Any]) -> list[tuple[Any, Any, int]]:
+        """(key, row, weight) under `keys`, by key then row identity: what a cache read by
+        index yields (`StateView.iter_by_index`)."""
+
     def zset(self) -> ZSetPython[Any]:
         """The whole content as an in-memory Z-set."""
+
+
+def sort_by_index(
+    index: Index[Any, Any], found: dict[Any, dict[Any, int]]
+) -> list[tuple[Any, Any, int]]:
+    """`lookup`'s answer as `by_index` gives it."""
+    out = [(k, row, c) for k, rows in found.items() for row, c in rows.items()]
+    sort_key = index.sort_key
+    out.sort(key=lambda r: (sort_key(r[0]), identity(r[1])))
+    return out
 
 
 class Store(Protocol):
@@ -126,9 +141,7 @@ class StateView:
     ) -> Iterator[tuple[Any, Any, int]]:
         if match_keys is MATCH_ALL or index not in self._state.spec.all_indexes:
             return self.to_python().iter_by_index(index, match_keys)
-        found = self._state.lookup(index, list(match_keys))
-        sub = ZSetPython.wrap({row: c for rows in found.values() for row, c in rows.items()})
-        return sub.iter_by_index(index)
+        return iter(self._state.by_index(index, list(match_keys)))
 
     def __eq__(self, other: object) -> bool:
         return self.to_python() == other

@@ -13,7 +13,13 @@ from sortedcontainers import SortedKeyList
 
 from stepping_django.engine.index import Index
 from stepping_django.engine.serialize import identity
-from stepping_django.engine.stores.base import Ordered, StateSpec, StateView, take_first
+from stepping_django.engine.stores.base import (
+    Ordered,
+    StateSpec,
+    StateView,
+    sort_by_index,
+    take_first,
+)
 from stepping_django.engine.time import Time
 from stepping_django.engine.zset import ZSetPython
 
@@ -114,6 +120,9 @@ class MemoryState:
     def lookup(self, index: Index[Any, Any], keys: Collection[Any]) -> dict[Any, dict[Any, int]]:
         buckets = self._by[index]
         return {k: b for k in keys if (b := buckets.get(k)) is not None}
+
+    def by_index(self, index: Index[Any, Any], keys: Collection[Any]) -> list[tuple[Any, Any, int]]:
+        return sort_by_index(index, self.lookup(index, keys))
 
     def first(
         self, ordered: Ordered, n: int, groups: Collection[Any] | None = None

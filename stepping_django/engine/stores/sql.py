@@ -22,6 +22,7 @@ import datetime
 import decimal
 import enum
 import hashlib
+import operator
 import types
 import typing
 import uuid
@@ -32,8 +33,15 @@ from typing import Any, Self
 
 from stepping_django.engine.data import Data
 from stepping_django.engine.index import Index
-from stepping_django.engine.serialize import dumps, identity, identity_of_bytes, loads
-from stepping_django.engine.stores.base import Ordered, StateSpec, StateView, take_first
+from stepping_django.engine.serialize import dumps, identity, identity_of_bytes
+from stepping_django.engine.stores.base import (
+    Ordered,
+    StateSpec,
+    StateView,
+    sort_by_index,
+    take_first,
+)
+from stepping_django.engine.stores.decoded import DecodedRows
 from stepping_django.engine.stores.wait import wait_for_frontier
 from stepping_django.engine.time import Time
 from stepping_django.engine.zset import ZSetPython
@@ -360,6 +368,7 @@ class SQLState:
         #: writes, so a flush knows which of these rows reach 0 without asking again.
         self._known: dict[Any, int] = {}
         self._looked: dict[Index[Any, Any], set[Any]] = {}
+        self._decoded = DecodedRows()
 
     # identities are cached per row: Data rows cache their bytes, this caches the digest
 
@@ -443,11 +452,12 @@ class SQLState:
         out: dict[Any, dict[Any, int]] = {}
         f = index.f
         ids = self._ids if self._store._running is not None else None
+        load = self._decoded.load
         for chunk in self._chunks(keys, len(cols)):
             cond, params = key_condition(self._store.dialect, cols, index, chunk)
             sql = f'SELECT "identity", "data", "c" FROM {self.table.q} WHERE {cond}'
             for row_id, data, c in self._query(sql, params):
-                row = _load(row_id, data, ids)
+                row = load(row_id, data, ids)
                 out.setdefault(f(row), {})[row] = c
         if self._store._running is not None:
             known = self._known
@@ -464,6 +474,31 @@ class SQLState:
             if changes:
                 _merge(out, k, changes)
         return out
+
+    def by_index(self, index: Index[Any, Any], keys: Collection[Any]) -> list[tuple[Any, Any, int]]:
+        """With nothing pending to merge (a cache read between iterations), sorted by the
+        identities the table gives, so no row is encoded again (and one key by them only)."""
+        if self._pending or not keys:
+            return sort_by_index(index, self.lookup(index, keys))
+        cols = self.table.columns[index]
+        found: list[tuple[Any, ...]] = []
+        for chunk in self._chunks(keys, len(cols)):
+            cond, params = key_condition(self._store.dialect, cols, index, chunk)
+            sql = f'SELECT "identity", "data", "c" FROM {self.table.q} WHERE {cond}'
+            found.extend(self._query(sql, params))
+        cached, load = self._decoded.get, self._decoded.load
+        if len(keys) == 1:  # one key: every row is under it
+            found.sort(key=_first_item)
+            (k,) = keys
+            return [(k, cached(i) or load(i, data, None), c) for i, data, c in found]
+        f, sort_key = index.f, index.sort_key
+        keyed = []
+        for i, data, c in found:
+            row = cached(i) or load(i, data, None)
+            k = f(row)
+            keyed.append((sort_key(k), bytes(i), k, row, c))
+        keyed.sort(key=_two_items)
+        return [(k, row, c) for _, _, k, row, c in keyed]
 
     def first(
         self, ordered: Ordered, n: int, groups: Collection[Any] | None = None
@@ -486,7 +521,7 @@ class SQLState:
         found = self._first_rows(ordered, n + _most_per_group(group, pending_rows), groups)
         rows: dict[bytes, list[Any]] = {}
         for row_id, data, c in found:
-            rows[bytes(row_id)] = [_load(row_id, data, None), c]
+            rows[bytes(row_id)] = [self._decoded.load(row_id, data, None), c]
         for row, d in pending_rows.items():
             entry = rows.setdefault(self._id(row), [row, 0])
             entry[1] += d
@@ -537,7 +572,8 @@ class SQLState:
 
     def zset(self) -> ZSetPython[Any]:
         found = self._query(f'SELECT "identity", "data", "c" FROM {self.table.q}', [])
-        out = {_load(row_id, data, None): c for row_id, data, c in found}
+        load = self._decoded.load
+        out = {load(row_id, data, None): c for row_id, data, c in found}
         for row, d in self._pending.items():
             n = out.get(row, 0) + d
             if n:
@@ -567,7 +603,7 @@ class SQLState:
                     for row in b:
                         if row not in known:
                             known[row] = 0  # under a looked-up key, not stored
-        write_row, ids = self.table.write_row, self._ids
+        write_row, ids, keep = self.table.write_row, self._ids, self._decoded.keep
         rows: list[tuple[Any, ...]] = []
         gone: list[bytes] = []  # known rows reaching 0
         check: list[bytes] = []  # rows that may reach 0
@@ -584,6 +620,7 @@ class SQLState:
                 data = dumps(row)
                 rid = identity_of_bytes(data)
                 rows.append(write_row(row, rid, c, data))
+            keep(rows[-1][0], row)  # the next reads of this row need not decode it
             if stored is None:
                 check.append(rows[-1][0])
         if rows:
@@ -608,15 +645,8 @@ class SQLState:
         self.forget_reads()
 
 
-def _load(row_id: Any, data: Any, ids: dict[Any, bytes] | None) -> Any:
-    """A stored row, decoded, with the stored identity cached on it (Data rows) or in
-    `ids`: ordering by identity, and writing the row back, need not encode it again."""
-    row = loads(bytes(data))
-    if isinstance(row, Data):
-        row.__dict__["_st_id"] = bytes(row_id)
-    elif ids is not None:
-        ids[row] = bytes(row_id)
-    return row
+_first_item = operator.itemgetter(0)
+_two_items = operator.itemgetter(0, 1)
 
 
 def _merge(out: dict[Any, dict[Any, int]], key: Any, changes: dict[Any, int]) -> None:

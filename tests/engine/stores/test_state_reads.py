@@ -2,8 +2,9 @@
 
 Rows carry a key of each kind the stores map to a column type (typed and orderable,
 text encoded, or equality-only bytes), some of them nullable. One batch is committed, a
-second left pending, and then `first` (per ordered scan, ascending and descending, with
-and without groups), `lookup`, `weights` and `zset` must equal the memory state's answers:
+second left pending, and then `by_index` (also before the second), `first` (per ordered
+scan, ascending and descending, with and without groups), `lookup`, `weights` and `zset`
+must equal the memory state's answers:
 the SQL order, the NULL handling and the merge with pending changes all agree with
 `Index.sort_key` and identity tie-breaks.
 """
@@ -99,8 +100,10 @@ def test_reads_equal_the_memory_store(
     for state in (sql, memory):
         state.add(st.ZSetPython(committed))
     fresh.commit(st.Time())
+    _check_by_index(sql, memory, [*committed, *pending])
     for state in (sql, memory):
         state.add(st.ZSetPython(pending))
+    _check_by_index(sql, memory, [*committed, *pending])
 
     assert sql.zset() == memory.zset()
     every = [*committed, *pending, Row(**{**_fields(next(iter(committed), None)), "s": "new"})]
@@ -115,6 +118,14 @@ def test_reads_equal_the_memory_store(
             want = memory.first(o, n, groups if o.group is not None else None)
             assert got == _nonempty(want), (o.order.names, o.order.ascending, n)
     fresh.rollback()
+
+
+def _check_by_index(sql: Any, memory: Any, rows: list[Row]) -> None:
+    """Cache reads by index (one key, several, none found) agree, order included."""
+    for ix in SPEC.indexes:
+        keys = list({ix.f(r) for r in rows} | {(None, "zz") if ix.is_composite else 7})
+        for some in ([keys[0]], keys[:2], keys):
+            assert sql.by_index(ix, some) == memory.by_index(ix, some), (ix.names, some)
 
 
 def _nonempty(firsts: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
