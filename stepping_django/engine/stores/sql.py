@@ -33,7 +33,7 @@ from typing import Any, Self
 
 from stepping_django.engine.data import Data
 from stepping_django.engine.index import Index
-from stepping_django.engine.serialize import dumps, identity, identity_of_bytes
+from stepping_django.engine.serialize import dumps, identity_of_bytes
 from stepping_django.engine.stores.base import (
     Ordered,
     StateSpec,
@@ -41,7 +41,7 @@ from stepping_django.engine.stores.base import (
     sort_by_index,
     take_first,
 )
-from stepping_django.engine.stores.decoded import DecodedRows
+from stepping_django.engine.stores.known import KnownRows
 from stepping_django.engine.stores.wait import wait_for_frontier
 from stepping_django.engine.time import Time
 from stepping_django.engine.zset import ZSetPython
@@ -361,22 +361,16 @@ class SQLState:
         self._pending_by: dict[Index[Any, Any], dict[Any, dict[Any, int]]] = {
             ix: {} for ix in spec.all_indexes
         }
-        self._ids: dict[Any, bytes] = {}
         #: Stored weights (the table's, without `pending`) of rows this iteration has read,
         #: and the index keys it has looked up (every stored row under them was read). The
         #: frontier protocol keeps the table unchanged between an iteration's reads and its
         #: writes, so a flush knows which of these rows reach 0 without asking again.
         self._known: dict[Any, int] = {}
         self._looked: dict[Index[Any, Any], set[Any]] = {}
-        self._decoded = DecodedRows()
-
-    # identities are cached per row: Data rows cache their bytes, this caches the digest
+        self._rows = KnownRows()
 
     def _id(self, row: Any) -> bytes:
-        b = self._ids.get(row)
-        if b is None:
-            b = self._ids[row] = identity(row)
-        return b
+        return self._rows.id(row)
 
     def add(self, change: ZSetPython[Any]) -> None:
         items = change.data
@@ -451,13 +445,12 @@ class SQLState:
         cols = self.table.columns[index]
         out: dict[Any, dict[Any, int]] = {}
         f = index.f
-        ids = self._ids if self._store._running is not None else None
-        load = self._decoded.load
+        load = self._rows.load
         for chunk in self._chunks(keys, len(cols)):
             cond, params = key_condition(self._store.dialect, cols, index, chunk)
             sql = f'SELECT "identity", "data", "c" FROM {self.table.q} WHERE {cond}'
             for row_id, data, c in self._query(sql, params):
-                row = load(row_id, data, ids)
+                row = load(row_id, data)
                 out.setdefault(f(row), {})[row] = c
         if self._store._running is not None:
             known = self._known
@@ -486,15 +479,15 @@ class SQLState:
             cond, params = key_condition(self._store.dialect, cols, index, chunk)
             sql = f'SELECT "identity", "data", "c" FROM {self.table.q} WHERE {cond}'
             found.extend(self._query(sql, params))
-        cached, load = self._decoded.get, self._decoded.load
+        cached, load = self._rows.get, self._rows.load
         if len(keys) == 1:  # one key: every row is under it
             found.sort(key=_first_item)
             (k,) = keys
-            return [(k, cached(i) or load(i, data, None), c) for i, data, c in found]
+            return [(k, cached(i) or load(i, data), c) for i, data, c in found]
         f, sort_key = index.f, index.sort_key
         keyed = []
         for i, data, c in found:
-            row = cached(i) or load(i, data, None)
+            row = cached(i) or load(i, data)
             k = f(row)
             keyed.append((sort_key(k), bytes(i), k, row, c))
         keyed.sort(key=_two_items)
@@ -521,7 +514,7 @@ class SQLState:
         found = self._first_rows(ordered, n + _most_per_group(group, pending_rows), groups)
         rows: dict[bytes, list[Any]] = {}
         for row_id, data, c in found:
-            rows[bytes(row_id)] = [self._decoded.load(row_id, data, None), c]
+            rows[bytes(row_id)] = [self._rows.load(row_id, data), c]
         for row, d in pending_rows.items():
             entry = rows.setdefault(self._id(row), [row, 0])
             entry[1] += d
@@ -572,8 +565,8 @@ class SQLState:
 
     def zset(self) -> ZSetPython[Any]:
         found = self._query(f'SELECT "identity", "data", "c" FROM {self.table.q}', [])
-        load = self._decoded.load
-        out = {load(row_id, data, None): c for row_id, data, c in found}
+        load = self._rows.load
+        out = {load(row_id, data): c for row_id, data, c in found}
         for row, d in self._pending.items():
             n = out.get(row, 0) + d
             if n:
@@ -603,7 +596,7 @@ class SQLState:
                     for row in b:
                         if row not in known:
                             known[row] = 0  # under a looked-up key, not stored
-        write_row, ids, keep = self.table.write_row, self._ids, self._decoded.keep
+        write_row, id_of, keep = self.table.write_row, self._rows.id_of, self._rows.keep
         rows: list[tuple[Any, ...]] = []
         gone: list[bytes] = []  # known rows reaching 0
         check: list[bytes] = []  # rows that may reach 0
@@ -613,7 +606,7 @@ class SQLState:
                 if stored:
                     gone.append(self._id(row))
                 continue
-            rid = ids.get(row)
+            rid = id_of(row)
             if rid is not None or isinstance(row, Data):  # Data rows cache their bytes
                 rows.append(write_row(row, rid or self._id(row), c))
             else:  # encode once, for the identity and the data
@@ -641,7 +634,6 @@ class SQLState:
     def drop_pending(self) -> None:
         self._pending = {}
         self._pending_by = {ix: {} for ix in self._pending_by}
-        self._ids = {}
         self.forget_reads()
 
 

@@ -34,6 +34,9 @@ ConnSQLite: TypeAlias = sqlite3.Connection
 
 #: How long a writer waits for another process's write transaction to finish.
 BUSY_TIMEOUT_SECS = 60.0
+#: Page cache per connection (SQLite's default is 2 MB): keyed reads and upserts of a
+#: large table stay in memory instead of going back to the file.
+CACHE_KIB = 65536
 
 
 def _same(v: Any) -> Any:
@@ -138,10 +141,9 @@ def connection_sqlite(path: Path | str) -> Iterator[ConnSQLite]:
     exception leaving the block rolls back whatever is still open."""
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECS, isolation_level=None)
     try:
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA wal_autocheckpoint=16384")
-        conn.execute("PRAGMA cache_size=-65536")
         yield conn
         if conn.in_transaction:
             conn.commit()

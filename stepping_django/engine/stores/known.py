@@ -1,0 +1,57 @@
+"""Rows a SQL state has read or written, by identity and identity by row, so a state
+decodes each stored row once and encodes each row once, not at every read or write.
+
+An identity is a digest of the row's encoding, so it names one row for good: an entry
+never goes stale, whoever writes the table, and needs no invalidation. A row built again
+equal to one already known (a total retracted by a later change, say) finds its identity
+by hash instead of being encoded again. The maps are per state and bounded: when full
+they are emptied and refilled by the next reads and writes, which costs one decode or
+encode per row again, never a wrong row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepping_django.engine.data import Data
+from stepping_django.engine.serialize import identity, loads
+
+#: Rows kept per state; some tens of MB at most for rows of a few fields.
+MAX_KNOWN_ROWS = 100_000
+
+
+class KnownRows:
+    def __init__(self, limit: int = MAX_KNOWN_ROWS) -> None:
+        self.limit = limit
+        self._rows: dict[bytes, Any] = {}
+        self._ids: dict[Any, bytes] = {}
+        #: The row of an identity already known, else None (ids as the database gives them).
+        self.get = self._rows.get
+        #: The identity of a row equal to `row` already known, else None.
+        self.id_of = self._ids.get
+
+    def load(self, row_id: Any, data: Any) -> Any:
+        """The row stored as (`row_id`, `data`)."""
+        rid = bytes(row_id)
+        row = self._rows.get(rid)
+        if row is None:
+            row = loads(bytes(data))
+            if isinstance(row, Data):
+                row.__dict__["_st_id"] = rid
+            self.keep(rid, row)
+        return row
+
+    def id(self, row: Any) -> bytes:
+        """`row`'s identity, encoding it only if no equal row is known."""
+        rid = self._ids.get(row)
+        if rid is None:
+            rid = identity(row)
+            self.keep(rid, row)
+        return rid
+
+    def keep(self, rid: bytes, row: Any) -> None:
+        if len(self._rows) >= self.limit:
+            self._rows.clear()
+            self._ids.clear()
+        self._rows[rid] = row
+        self._ids[row] = rid
