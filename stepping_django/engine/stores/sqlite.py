@@ -37,6 +37,9 @@ BUSY_TIMEOUT_SECS = 60.0
 #: Page cache per connection (SQLite's default is 2 MB): keyed reads and upserts of a
 #: large table stay in memory instead of going back to the file.
 CACHE_KIB = 65536
+#: Pages the WAL may hold before a checkpoint copies them into the file (default 1,000):
+#: a page rewritten by several commits in between is copied and synced once.
+WAL_CHECKPOINT_PAGES = 20_000
 
 
 def _same(v: Any) -> Any:
@@ -142,6 +145,7 @@ def connection_sqlite(path: Path | str) -> Iterator[ConnSQLite]:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECS, isolation_level=None)
     try:
         conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         yield conn
