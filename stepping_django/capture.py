@@ -21,11 +21,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import post_delete, post_save
-from django.utils import timezone
 
 from stepping_django import conf
 from stepping_django.models import Outbox
+
+try:
+    import psycopg
+except ImportError:  # psycopg2 or another backend: Django's cursor
+    psycopg = None  # type: ignore[assignment]
 
 logger = logging.getLogger("stepping_django")
 
@@ -56,34 +61,54 @@ def capture(model: type[models.Model], pks: Iterable[Any] | None, using: str) ->
     keys: list[str | None] = [None] if pks is None else [str(pk) for pk in dict.fromkeys(pks)]
     if not keys:
         return
-    now = timezone.now()
     rows = [
-        (label, m._meta.label, key, now)
-        for m, labels in watched
-        for label in labels
-        for key in keys
+        (label, m._meta.label, key) for m, labels in watched for label in labels for key in keys
     ]
     _insert(rows, using)
     _schedule({label for _, labels in watched for label in labels}, using)
 
 
-def _insert(rows: list[tuple[str, str, str | None, Any]], using: str) -> None:
-    """One INSERT of outbox rows: plain SQL, as this runs in every captured write."""
+def _insert(rows: list[tuple[str, str, str | None]], using: str) -> None:
+    """INSERT the outbox rows, 250 per statement: plain SQL, as this runs in every captured
+    write (`created_at` is the database's default, its clock at the INSERT)."""
     connection = connections[using]
-    qn = connection.ops.quote_name
-    table = qn(Outbox._meta.db_table)
-    columns = ", ".join(qn(c) for c in ("view", "model", "object_pk", "created_at"))
-    created_at = Outbox._meta.get_field("created_at")
     for i in range(0, len(rows), 250):
         chunk = rows[i : i + 250]
-        params = [
-            v
-            for view, model, pk, now in chunk
-            for v in (view, model, pk, created_at.get_db_prep_value(now, connection))
-        ]
-        values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
-        with connection.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values}", params)
+        _execute(connection, _insert_sql(connection, len(chunk)), [v for row in chunk for v in row])
+
+
+_insert_sqls: dict[tuple[str, int], str] = {}
+
+
+def _insert_sql(connection: BaseDatabaseWrapper, n: int) -> str:
+    """The INSERT of `n` outbox rows, built once per database vendor and `n`."""
+    sql = _insert_sqls.get((connection.vendor, n))
+    if sql is None:
+        qn = connection.ops.quote_name
+        columns = ", ".join(qn(c) for c in ("view", "model", "object_pk"))
+        values = ", ".join(["(%s, %s, %s)"] * n)
+        sql = f"INSERT INTO {qn(Outbox._meta.db_table)} ({columns}) VALUES {values}"
+        _insert_sqls[(connection.vendor, n)] = sql
+    return sql
+
+
+def _execute(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> None:
+    """Run `sql` as Django's cursor would. On psycopg 3, when no one watches the queries
+    (DEBUG's query log, `assertNumQueries`, execute_wrappers), skip Django's cursor wrapper
+    and use a server-binding cursor: psycopg then prepares the statement if the database's
+    OPTIONS set `prepare_threshold` (Django leaves it off, for connection poolers)."""
+    raw = connection.connection  # None until connected: Django's cursor connects
+    if (
+        psycopg is not None
+        and isinstance(raw, psycopg.Connection)
+        and not (connection.queries_logged or connection.execute_wrappers)
+    ):
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            psycopg.Cursor(raw).execute(sql, params)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 # -- applying on commit -------------------------------------------------------------------
@@ -92,8 +117,12 @@ _local = threading.local()
 
 
 def _schedule(labels: set[str], using: str) -> None:
+    """Apply `labels` when the transaction commits: the views of all its captures at once."""
     pending: dict[str, set[str]] = getattr(_local, "pending", None) or {}
     _local.pending = pending
+    if not connections[using].run_on_commit:
+        # No callback waits: a transaction that left labels here was rolled back.
+        pending.pop(using, None)
     pending.setdefault(using, set()).update(labels)
     transaction.on_commit(lambda: _on_commit(using), using=using)
 
@@ -110,6 +139,10 @@ def _on_commit(using: str) -> None:
 
             for label in sorted(labels):
                 apply_view(label, using=using)
+        elif conf.background_send():
+            from stepping_django.publish import submit
+
+            submit(labels, using)
         else:
             from stepping_django.tasks import enqueue
 

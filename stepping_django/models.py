@@ -8,6 +8,7 @@ These are ordinary managed models with migrations. The tables of the views thems
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -23,7 +24,9 @@ class Outbox(models.Model):
     view = models.CharField(max_length=200)
     model = models.CharField(max_length=200)
     object_pk = models.CharField(max_length=255, null=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    #: When the key was captured. Capture's INSERT leaves it to the database's clock
+    #: (db_default: STATEMENT_TIMESTAMP() on Postgres), one parameter fewer per row.
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now())
     #: The tag of the view's build these keys were handed to (build.py); "" for the view's
     #: own pending keys.
     build = models.CharField(max_length=16, blank=True, db_default="")

@@ -3,8 +3,13 @@ reads the model, in the writer's transaction."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from django.db import connections, transaction
+from django.db import DataError, connections, transaction
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 import stepping_django
 from stepping_django.models import Outbox
@@ -101,3 +106,32 @@ def test_writes_through_a_proxy_model_are_captured(using: str) -> None:
     pk = p.pk
     p.delete()
     assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", pk))
+
+
+def test_the_outbox_insert_is_seen_by_query_capture(using: str) -> None:
+    """Capture skips Django's cursor wrapper only when no one watches the queries."""
+    with CaptureQueriesContext(connections[using]) as queries:
+        Product.objects.using(using).create(name="tv", price=3)
+    assert any("stepping_django_outbox" in q["sql"] for q in queries.captured_queries)
+    assert len(captured(using)) == len(PRODUCT_VIEWS)
+
+
+def test_a_capture_in_a_transaction_marked_for_rollback_is_refused(using: str) -> None:
+    with transaction.atomic(using=using):
+        transaction.set_rollback(True, using=using)
+        with pytest.raises(TransactionManagementError):
+            stepping_django.notify(Product, [1], using=using)
+
+
+@pytest.mark.parametrize("using", ["postgres"])
+def test_a_database_error_in_the_capture_is_djangos(using: str) -> None:
+    with pytest.raises(DataError), transaction.atomic(using=using):
+        stepping_django.notify(Product, ["x" * 300], using=using)  # object_pk is varchar(255)
+    assert captured(using) == []
+
+
+def test_created_at_is_the_databases_clock(using: str) -> None:
+    before = timezone.now()
+    Product.objects.using(using).create(name="tv", price=3)
+    stamps = Outbox.objects.using(using).values_list("created_at", flat=True)
+    assert stamps and all(before - timedelta(seconds=5) < s < timezone.now() for s in stamps)
