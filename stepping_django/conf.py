@@ -7,6 +7,8 @@
         "QUEUE": None,           # Celery queue of the apply tasks (None: Celery's default)
         "RETRY_BUSY_SECS": 0.25,  # a task that finds its view busy runs again after this
         "TASK_DEDUPE_CACHE": None,  # a shared cache alias: one waiting task at a time
+        "BACKGROUND_SEND": True,  # send apply tasks from a thread, not in the commit
+        "SEND_INTERVAL_SECS": 0.01,  # that thread sends at most once per this
         "MAX_ROW_BYTES": 1048576,  # largest encoded input row a view accepts
     }
 
@@ -27,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE": None,
     "RETRY_BUSY_SECS": 0.25,
     "TASK_DEDUPE_CACHE": None,
+    "BACKGROUND_SEND": True,
+    "SEND_INTERVAL_SECS": 0.01,
     "MAX_ROW_BYTES": 1 << 20,
 }
 
@@ -76,6 +80,22 @@ def task_dedupe_cache() -> str | None:
     return None if value is None else str(value)
 
 
+def background_send() -> bool:
+    """Send the apply task of a commit from a background thread of the writing process
+    (`publish.py`) instead of in the commit's `on_commit` callback, so the writer does not
+    wait for the broker and cache round trips. A task lost because the process died before
+    sending it is replaced by the sweep (README). Turn it off where threads do not run
+    (uWSGI without --enable-threads). Default True."""
+    return bool(_get("BACKGROUND_SEND"))
+
+
+def send_interval_secs() -> float:
+    """The background thread sends at most once per this many seconds, one task for every
+    view committed meanwhile: a busy writer sends far fewer messages, and a change waits
+    at most this much longer for its task. Default 0.01."""
+    return float(_get("SEND_INTERVAL_SECS"))
+
+
 def max_row_bytes() -> int:
     """The largest input row (encoded, in bytes) a view applies. A larger row makes the
     apply fail with `apply.RowTooLarge` naming the view, model and primary key: the view is
@@ -103,5 +123,14 @@ def validate() -> list[str]:
     ):
         problems.append(
             f"STEPPING['MAX_ROW_BYTES'] must be a positive int, not {value['MAX_ROW_BYTES']!r}"
+        )
+    if "SEND_INTERVAL_SECS" in value and (
+        not isinstance(value["SEND_INTERVAL_SECS"], int | float)
+        or isinstance(value["SEND_INTERVAL_SECS"], bool)
+        or not 0 <= value["SEND_INTERVAL_SECS"] <= 60
+    ):
+        problems.append(
+            "STEPPING['SEND_INTERVAL_SECS'] must be a number of seconds from 0 to 60, "
+            f"not {value['SEND_INTERVAL_SECS']!r}"
         )
     return problems

@@ -1,7 +1,8 @@
 """Celery tasks: thin wrappers over `apply.apply_view`.
 
 When a writer commits, `enqueue(labels, using)` sends one `apply_views_task` for the views
-its transaction changed. The task applies each of them; a view that another worker is
+its transaction changed (from the writer's background publisher, `publish.py`, unless
+BACKGROUND_SEND is off). The task applies each of them; a view that another worker is
 applying ("busy") is sent again after RETRY_BUSY_SECS, so a change committed while that
 worker was finishing is never left waiting for a write that may not come.
 
@@ -17,11 +18,13 @@ or `manage.py stepping apply`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from celery import shared_task
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import DatabaseError, connections
 
 from stepping_django import conf
@@ -45,6 +48,24 @@ DATABASE_RETRIES = 8
 def _flag(using: str) -> str:
     """The "a task is waiting" flag of a database's views on the configured queue."""
     return f"stepping_django:queued:{conf.queue() or ''}:{using}"
+
+
+_flag_clients: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _add_flag(alias: str, using: str) -> bool:
+    """Set the "a task is waiting" flag of `using` unless it is set; True if this call set
+    it. On Django's Redis cache, one SET NX through a client kept per cache object (its
+    `add` builds a new redis client at every call, which costs more than the SET)."""
+    cache = caches[alias]
+    if not isinstance(cache, RedisCache):
+        return bool(cache.add(_flag(using), 1, timeout=DEDUPE_TIMEOUT_SECS))
+    key = cache.make_and_validate_key(_flag(using))
+    clients = _flag_clients.setdefault(cache._cache, {})
+    client = clients.get(key)
+    if client is None:
+        client = clients[key] = cache._cache.get_client(key, write=True)
+    return bool(client.set(key, 1, nx=True, ex=DEDUPE_TIMEOUT_SECS))
 
 
 # acks_late: a task lost with its worker is delivered again (applying is idempotent), and with
@@ -119,7 +140,7 @@ def enqueue(
 ) -> None:
     """Send one apply task for `labels` to the configured queue (unless one is waiting)."""
     alias = conf.task_dedupe_cache() if dedupe else None
-    if alias is not None and not caches[alias].add(_flag(using), 1, timeout=DEDUPE_TIMEOUT_SECS):
+    if alias is not None and not _add_flag(alias, using):
         return
     options: dict[str, Any] = {}
     if conf.queue() is not None:

@@ -119,3 +119,24 @@ def test_a_worker_process_keeps_the_views_fresh(worker: Worker, dedupe: str | No
     assert list(totals.values_list("total", flat=True)) == [9, 13]
     assert not Outbox.objects.using(using).exists()
     assert set(ViewState.objects.using(using).values_list("status", flat=True)) == {"fresh"}
+
+
+@pytest.mark.broker
+def test_the_dedupe_flag_on_redis_is_set_once_until_a_task_clears_it(broker: str) -> None:
+    from django.core.cache import caches
+
+    from stepping_django import tasks
+
+    flag = tasks._flag("flag-test")
+    caches["shared"].delete(flag)
+    try:
+        assert tasks._add_flag("shared", "flag-test") is True  # a writer sends a task
+        assert tasks._add_flag("shared", "flag-test") is False  # the next one does not
+        assert caches["shared"].get(flag) == 1  # the same key and value as cache.add's
+        caches["shared"].delete(flag)  # the task starts
+        assert tasks._add_flag("shared", "flag-test") is True
+        assert tasks._add_flag("default", "flag-test") is True
+        assert tasks._add_flag("default", "flag-test") is False
+    finally:
+        caches["shared"].delete(flag)
+        caches["default"].delete(tasks._flag("flag-test"))

@@ -1,0 +1,142 @@
+"""Sending the apply tasks of committed writes from a background thread, off the writer's
+path (STEPPING["BACKGROUND_SEND"], on by default).
+
+A writer's commit hands the labels of the views it changed to this process's publisher
+and returns at once; the publisher's thread then sends the task (`tasks.enqueue`: the
+TASK_DEDUPE_CACHE flag, then the broker). It sends after the commit, so the task still
+finds every change of the commits handed over before it. Commits arriving while it sends
+or waits are sent together: at most one send per SEND_INTERVAL_SECS, which bounds the
+broker and cache round trips of a busy process and adds at most that much to the lag.
+
+A process that exits normally sends what is pending (`flush`, at exit). One that dies
+between its commit and the send (SIGKILL, a crash, a server that runs no threads, such
+as uWSGI without --enable-threads) loses the task but not the change: its keys stay in
+the outbox, and the sweep (README: `stepping_django.sweep` on a beat schedule) or the
+next write's task applies them. A forked child starts with an empty publisher; its
+parent sends what the parent committed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from stepping_django import conf
+
+logger = logging.getLogger("stepping_django")
+
+
+class Publisher:
+    """One thread per process, started by the first `submit`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._pending: dict[str, set[str]] = {}
+        self._app: Any = None
+        self._sending = False
+        self._idle = False  # the thread waits for a submit (which then wakes it)
+        self._thread: threading.Thread | None = None
+
+    def submit(self, labels: set[str], using: str) -> None:
+        """Send a task for `labels` on database `using` soon (call after the commit)."""
+        from celery import current_app
+
+        # Celery's current app is per thread: the publisher's thread sends with the
+        # writer's (a new thread would otherwise get Celery's fallback app).
+        app = current_app._get_current_object()
+        with self._lock:
+            self._pending.setdefault(using, set()).update(labels)
+            self._app = app
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="stepping_django-publisher", daemon=True
+                )
+                self._thread.start()
+            if self._idle:
+                self._changed.notify_all()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far is sent; False if `timeout` ran out."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._pending or self._sending:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None:
+                    return False
+                self._changed.notify_all()
+                self._changed.wait(left)
+        return True
+
+    def _run(self) -> None:
+        last = float("-inf")
+        while True:
+            with self._lock:
+                while not self._pending:
+                    self._idle = True
+                    self._changed.wait()
+                self._idle = False
+                self._sending = True
+            try:
+                wait = last + conf.send_interval_secs() - time.monotonic()
+                if wait > 0 and not _exiting:
+                    time.sleep(wait)  # commits meanwhile join this send
+                with self._lock:
+                    batch, self._pending = self._pending, {}
+                    app = self._app
+                last = time.monotonic()
+                self._send(batch, app)
+            except Exception:  # the thread must outlive any one send
+                logger.exception("stepping_django: the publisher failed to send")
+            finally:
+                with self._lock:
+                    self._sending = False
+                    self._changed.notify_all()
+
+    @staticmethod
+    def _send(batch: dict[str, set[str]], app: Any) -> None:
+        from stepping_django.tasks import enqueue
+
+        if app is not None:
+            app.set_current()
+        for using, labels in batch.items():
+            try:
+                enqueue(labels, using)
+            except Exception:
+                # The keys are safe in the outbox: the sweep or the next write applies them.
+                logger.exception(
+                    "stepping_django: could not send the apply task of views %s", sorted(labels)
+                )
+
+
+publisher = Publisher()
+_exiting = False
+
+
+def submit(labels: set[str], using: str) -> None:
+    """Hand views `labels` of database `using` to this process's publisher."""
+    publisher.submit(labels, using)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Send what is pending now; False if it was not all sent within `timeout` seconds."""
+    return publisher.flush(timeout)
+
+
+def _at_exit() -> None:
+    global _exiting
+    _exiting = True
+    publisher.flush()
+
+
+def _after_fork() -> None:
+    global publisher
+    publisher = Publisher()
+
+
+atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_after_fork)
