@@ -147,10 +147,12 @@ def test_a_batch_failing_part_way_is_recovered_by_a_rebuild(
 @on_postgres
 def test_applying_in_process_drains_in_pipelined_batches(parallel_view: IncrementalView) -> None:
     _seed()
+    items = list(LineItem.objects.using(USING).order_by("pk").values_list("pk", flat=True))
     with override_settings(STEPPING={"EAGER": False, "BATCH_SIZE": 7}):
         for i in range(40):
-            LineItem.objects.using(USING).filter(pk__in=[i + 1, i + 5]).update(qty=i % 9 + 1)
-        Product.objects.using(USING).filter(pk__lte=5).update(price=99)
+            pks = [items[i % len(items)], items[(i + 5) % len(items)]]
+            LineItem.objects.using(USING).filter(pk__in=pks).update(qty=i % 9 + 1)
+        Product.objects.using(USING).filter(name__in=["p1", "p2", "p3"]).update(price=99)
         before = _state(parallel_view).time
         result = apply_view(parallel_view, USING)
     assert result.status == "fresh" and result.batches > 3, result
