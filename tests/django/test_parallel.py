@@ -200,7 +200,9 @@ def _workers(tmp_path: Path, n: int) -> tuple[str, list[Worker]]:
 
 
 def _writing(queue: str) -> Any:
-    return override_settings(STEPPING={"EAGER": False, "QUEUE": queue})
+    """Writes whose tasks go to `queue`, sent in the commit (a background send could run
+    after the override ends, to the default queue)."""
+    return override_settings(STEPPING={"EAGER": False, "QUEUE": queue, "BACKGROUND_SEND": False})
 
 
 def _blocked_on(admin: psycopg.Connection[Any], table: str) -> int | None:
