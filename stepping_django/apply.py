@@ -247,6 +247,10 @@ def _apply_batch(view: IncrementalView, using: str, result: ApplyResult) -> int:
         state = _claim(view, using)
         if state.graph_identifier != view.version:
             raise NeedsBuild(view.label)
+        if view.parallel:  # applied in the caller's transaction (see _apply_parallel)
+            from stepping_django.pipeline import check_idle
+
+            check_idle(view, state, using)
         if state.building_version:
             from stepping_django.build import forget_dead_build
 
@@ -322,8 +326,19 @@ def _build(view: IncrementalView, using: str, result: ApplyResult) -> bool:
 
 
 def _apply_parallel(view: IncrementalView, using: str, result: ApplyResult) -> int:
-    """One pipelined batch of a parallel view (pipeline.py). Returns keys applied."""
-    from stepping_django.pipeline import apply_batch
+    """One pipelined batch of a parallel view (pipeline.py). Returns keys applied.
+
+    Inside the caller's transaction (`transaction.atomic()`, a TestCase) a connection of
+    its own would not see what that transaction wrote: there the view is applied as any
+    other, one batch at a time on Django's connection, once no pipelined batch is in
+    flight."""
+    from stepping_django.pipeline import NeedsPostgres, apply_batch
+
+    connection = connections[using]
+    if connection.in_atomic_block:
+        if connection.vendor != "postgresql":
+            raise NeedsPostgres.of(view, using)
+        return _apply_batch(view, using, result)
 
     keys, iterations = apply_batch(view, using)
     result.iterations += iterations

@@ -71,6 +71,13 @@ class BatchFailed(Exception):
 class NeedsPostgres(RuntimeError):
     """Parallel application runs on PostgreSQL only."""
 
+    @classmethod
+    def of(cls, view: IncrementalView, using: str) -> NeedsPostgres:
+        return cls(
+            f"view {view.label} is declared parallel=True, which needs PostgreSQL; database "
+            f"{using!r} is {connections[using].vendor}"
+        )
+
 
 def lock_key(label: str, tables: str, time: int) -> int:
     """The advisory lock (a signed 64-bit key) a worker holds while it runs a batch."""
@@ -175,6 +182,16 @@ def _broken(view: IncrementalView, state: ViewState, using: str) -> bool:
             ):
                 dead = True
     return dead
+
+
+def check_idle(view: IncrementalView, state: ViewState, using: str) -> None:
+    """Before a parallel view is applied the one-transaction way (apply.py): raise
+    NeedsRecovery if a batch failed or lost its worker, Busy if one is in flight. (Its
+    tables and cache are then at `state.time`; the next claim sets the cache's time.)"""
+    if _broken(view, state, using):
+        raise NeedsRecovery(view.label)
+    if PipelineBatch.objects.using(using).filter(view=view.label, tables=state.tables).exists():
+        raise Busy(view.label)
 
 
 def _set_cache_time(using: str, marker: str, t: int) -> None:
@@ -317,10 +334,7 @@ def apply_batch(view: IncrementalView, using: str) -> tuple[int, int]:
         BatchFailed (this batch failed after its claim; the view needs a rebuild).
     """
     if connections[using].vendor != "postgresql":
-        raise NeedsPostgres(
-            f"view {view.label} is declared parallel=True, which needs PostgreSQL; database "
-            f"{using!r} is {connections[using].vendor}"
-        )
+        raise NeedsPostgres.of(view, using)
     assert view.graph is not None
     keys, claim = _claim(view, using)
     if claim is None:

@@ -166,6 +166,19 @@ def test_applying_in_process_drains_in_pipelined_batches(parallel_view: Incremen
     assert_views_fresh(USING)
 
 
+@pytest.mark.django_db(databases=["default", USING])
+def test_inside_a_transaction_it_is_applied_one_batch_at_a_time(
+    parallel_view: IncrementalView,
+) -> None:
+    """A TestCase-style transaction: a connection of its own would not see its writes."""
+    _seed()  # applied by apply_pending, inside the test's transaction
+    LineItem.objects.using(USING).filter(qty=1).update(qty=3)
+    stepping_django.apply_pending(USING)
+    assert not PipelineBatch.objects.using(USING).exists()
+    assert _state(parallel_view).status == ViewState.FRESH
+    assert_views_fresh(USING)
+
+
 # -- SQLite is refused ---------------------------------------------------------------------
 
 
