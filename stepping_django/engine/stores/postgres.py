@@ -83,6 +83,8 @@ class PostgresDialect(Dialect):
         arrays = ", ".join(f"%s::{c.kind.array_type}" for c in cols)
         return f"({names}) IN (SELECT * FROM unnest({arrays}))", columns
 
+    pipelines = True
+
     def batch(self, conn: Any) -> Any:
         # Pipeline mode: a flush's upserts, deletes, times and COMMIT go out back to back,
         # one wait for the server instead of one per statement.

@@ -218,8 +218,16 @@ class Dialect:
         cur = conn.execute(sql, params)
         return list(cur.fetchall()) if cur.description is not None else []
 
+    def query(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a SELECT (in a pipeline too, where the description comes later)."""
+        return list(conn.execute(sql, params).fetchall())
+
     def commit(self, conn: Any) -> None:
         conn.commit()
+
+    #: Whether `batch` sends statements without waiting (then a state's writes go out as
+    #: soon as its vertex is done, and the server applies them while Python goes on).
+    pipelines = False
 
     def batch(self, conn: Any) -> AbstractContextManager[Any]:
         """Around the writes of one flush: send them without waiting for each (Postgres)."""
@@ -404,7 +412,7 @@ class SQLState:
         return bool(self._pending)
 
     def _query(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
-        return self._store.dialect.execute(self._store.conn, sql, params)
+        return self._store.dialect.query(self._store.conn, sql, params)
 
     def _chunks(self, items: Collection[Any], columns: int) -> list[list[Any]]:
         """`items` in as few statements as the database's parameter limit allows (one,
@@ -727,6 +735,10 @@ class StoreSQL:
         #: already hold that time, so reading never waits for it.
         self._running: int | None = None
         self._applied = -1
+        #: The pipeline open for the iteration under way (see `begin`), if any, and whether
+        #: writes went out through it before the commit.
+        self._pipeline: AbstractContextManager[Any] | None = None
+        self._sent = False
 
     @classmethod
     def from_graph(
@@ -797,6 +809,12 @@ class StoreSQL:
             self._applied = max(self._applied, self._running)
         self._running = time.input_time
         self._set_times = set()
+        if time.flush_every_set is False and self.owns_transaction and self.dialect.pipelines:
+            # One transaction either way; each state's writes are sent when its vertex is
+            # done with it (`after_set`), so the server works while the next vertices run.
+            # Reads in between wait for what was sent before them, as without a pipeline.
+            self._pipeline = self.dialect.batch(self.conn)
+            self._pipeline.__enter__()
 
     def before_read(self, states: tuple[Any, ...], time: Time) -> None:
         if time.frontier < 0 or self._applied >= time.frontier:
@@ -811,12 +829,16 @@ class StoreSQL:
             self._reached.update(seen)
 
     def after_set(self, states: tuple[Any, ...], time: Time) -> None:
-        if time.flush_every_set is not True:
-            return
-        self._write(list(states), time)
+        if time.flush_every_set is True:
+            self._write(list(states), time)
+        elif self._pipeline is not None:
+            for s in states:
+                self._sent = self._sent or s.has_pending
+                s.flush()
 
     def commit(self, time: Time) -> None:
         self._write([s for s in self._states.values() if s.table.name not in self._set_times], time)
+        self._end_pipeline(None)
         for s in self._states.values():
             s.forget_reads()
         self._set_times = set()
@@ -832,12 +854,28 @@ class StoreSQL:
         self._running = None
         self._applied = -1
         if self.owns_transaction:
+            self._end_pipeline(RuntimeError("rolled back"))
             self.dialect.rollback(self.conn)
+
+    def _end_pipeline(self, error: BaseException | None) -> None:
+        """Close the iteration's pipeline: wait for the server (raising its error) after a
+        commit; after a failure, only leave pipeline mode, so the rollback can run."""
+        pipeline, self._pipeline = self._pipeline, None
+        self._sent = False
+        if pipeline is None:
+            return
+        if error is None:
+            pipeline.__exit__(None, None, None)
+            return
+        try:
+            pipeline.__exit__(type(error), error, None)
+        except Exception:  # the server's error for what was sent: the rollback follows
+            pass
 
     def _write(self, states: list[SQLState], time: Time) -> None:
         """Flush `states`, record the time they reached, and commit: one transaction."""
         timed = time.input_time != -1 and bool(states)
-        if not timed and not any(s.has_pending for s in states):
+        if not timed and not self._sent and not any(s.has_pending for s in states):
             return
         with self.dialect.batch(self.conn):
             self._begin()
