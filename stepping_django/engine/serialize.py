@@ -197,10 +197,9 @@ def _enc_datetime(v: datetime.datetime) -> bytes:
 
 
 def _enc_data(row: Any) -> bytes:
-    try:
-        return row._st_bytes  # type: ignore[no-any-return]
-    except AttributeError:
-        pass
+    cached = row.__dict__.get("_st_bytes")  # a dict miss is cheaper than an AttributeError
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     cls = type(row)
     try:
         get, head, single = cls.__st_enc__
@@ -219,7 +218,7 @@ def _enc_data(row: Any) -> bytes:
     except SerializationError as e:
         raise SerializationError(f"{cls.__qualname__}.{_failing_field(row)}: {e}") from None
     b = _ext(EXT_DATA, body)
-    object.__setattr__(row, "_st_bytes", b)
+    row.__dict__["_st_bytes"] = b
     return b
 
 
@@ -392,14 +391,12 @@ def identity(value: Any) -> bytes:
     """A row's stable identity: its encoding when short, else a 16-byte BLAKE2b digest.
     Data rows cache it (orderings sort by it, SQL stores key rows by it)."""
     if isinstance(value, Data):
-        try:
-            return value._st_id  # type: ignore[attr-defined,no-any-return]
-        except AttributeError:
-            pass
-    i = identity_of_bytes(dumps(value))
-    if isinstance(value, Data):
-        object.__setattr__(value, "_st_id", i)
-    return i
+        d = value.__dict__
+        i = d.get("_st_id")
+        if i is None:
+            i = d["_st_id"] = identity_of_bytes(_enc_data(value))
+        return i  # type: ignore[no-any-return]
+    return identity_of_bytes(_enc(value))
 
 
 def identity_of_bytes(b: bytes) -> bytes:
