@@ -4,6 +4,7 @@ import os
 
 from demo_project.settings import *  # noqa: F403
 
+DEBUG = False  # as in production (DEBUG's query log costs every query)
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
@@ -11,6 +12,10 @@ DATABASES = {
         "USER": os.environ.get("BENCH_PG_USER", "postgres"),
         "HOST": "127.0.0.1",
         "PORT": "5432",
+        # BENCH_PREPARE=1: let psycopg prepare statements run 5 times (Django's default is
+        # never, for connection poolers). Django's own queries are bound client-side and
+        # never prepared either way; capture's INSERT then is.
+        "OPTIONS": {"prepare_threshold": 5} if os.environ.get("BENCH_PREPARE") else {},
     }
 }
 CACHES = {

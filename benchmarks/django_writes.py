@@ -1,16 +1,23 @@
 """What incremental views cost the writers, and how fresh they stay. Postgres + Redis.
 
-    .venv/bin/python benchmarks/django_writes.py [--saves 2000] [--seconds 10] [--rate 200]
+    .venv/bin/python benchmarks/django_writes.py [--saves 4000] [--seconds 5] [--rate 200]
 
 The demo shop (demo_project/shop: three views reading line items) on a fresh Postgres
-database `bench_stepping`, with EAGER off (writers send Celery tasks on commit):
+database `bench_stepping`, with EAGER off (writers hand their commits to the background
+publisher, which sends Celery tasks), DEBUG off:
 
 1. save() latency: one process saves one line item per transaction (`qty` changes), with
-   the views and with them switched off in that process (no capture: a plain save).
-2. writes/s from 4 concurrent writer processes, with and without the views.
-3. freshness lag under a paced writer (`--rate` writes/s) with 2 Celery worker processes
-   (solo pool): per captured key, from its capture to its removal from the outbox (the
-   applier deleted it in the transaction that updated the view), sampled every 10 ms.
+   the views and with them switched off in that process (no capture: a plain save), each
+   variant in its own process, interleaved over `--rounds`; also the process CPU per save
+   (its publisher thread included). Variants: Django's default database OPTIONS, and
+   `prepare_threshold: 5` (psycopg may prepare capture's INSERT; Django's own queries are
+   bound client-side and never prepared), each with its own plain-save baseline.
+2. writes/s from 4 concurrent writer processes, with and without the views (no worker).
+3. with 2 Celery worker processes (solo pool) applying: writes/s of 4 unpaced writer
+   processes and how long the workers then take to empty the outbox; and the freshness
+   lag under a paced writer (`--rate` writes/s): per captured key, from its capture
+   (`created_at`, the database's clock) to its removal from the outbox (the applier
+   deleted it in the transaction that updated the view), sampled every 10 ms.
 
 The run's section replaces the previous "Django writes" section of benchmarks/RESULTS.md
 (`--no-record`: print only). BENCH_DEBUG=1 prints every key's lag; BENCH_WORKER_LOG=info
@@ -63,6 +70,22 @@ def switch_views_off() -> None:
         post_delete.disconnect(sender=model, dispatch_uid=uid)
 
 
+def set_capture(on: bool) -> None:
+    """Connect or disconnect this process's capture signals (off: a plain save)."""
+    from django.db.models.signals import post_delete, post_save
+
+    from stepping_django import capture
+
+    for model in capture._connected:
+        uid = f"stepping_django:{model._meta.label}"
+        if on:
+            post_save.connect(capture._on_save, sender=model, dispatch_uid=uid, weak=False)
+            post_delete.connect(capture._on_delete, sender=model, dispatch_uid=uid, weak=False)
+        else:
+            post_save.disconnect(sender=model, dispatch_uid=uid)
+            post_delete.disconnect(sender=model, dispatch_uid=uid)
+
+
 def child(mode: str, views: bool, arg: float, seed: int) -> None:
     """Run in a subprocess; prints one JSON result."""
     setup_django(views)
@@ -82,14 +105,23 @@ def child(mode: str, views: bool, arg: float, seed: int) -> None:
             item.save(update_fields=["qty"])
 
     if mode == "latency":
+        # Blocks of 50 saves with capture on and off in turn (ABBA), so drift and the
+        # machine's other load fall on both alike; off, a save is a plain save.
         for _ in range(100):  # warm up
             save_one()
-        times = []
-        for _ in range(int(arg)):
-            t0 = time.perf_counter()
-            save_one()
-            times.append(time.perf_counter() - t0)
-        print(json.dumps({"times": times}))
+        times: dict[str, list[float]] = {"none": [], "views": []}
+        cpu = dict.fromkeys(times, 0.0)
+        order = ["views", "none", "none", "views"]
+        for block in range(2 * int(arg) // 50):
+            name = order[block % 4]
+            set_capture(name == "views")
+            cpu0 = time.process_time()
+            for _ in range(50):
+                t0 = time.perf_counter()
+                save_one()
+                times[name].append(time.perf_counter() - t0)
+            cpu[name] += time.process_time() - cpu0
+        print(json.dumps({"times": times, "cpu": cpu}))
     elif mode == "throughput":
         n, end = 0, time.perf_counter() + arg
         while time.perf_counter() < end:
@@ -225,21 +257,48 @@ def start_workers(n: int) -> list[subprocess.Popen[str]]:
     return procs
 
 
-def measure_lag(rate: float, seconds: float, workers: int) -> dict[str, float]:
-    from django.db import connection, transaction
+def warm_up(workers: int) -> None:
+    """Until each worker has applied something, the lag would include its start."""
+    from django.db import transaction
 
     import stepping_django
     from demo_project.shop.models import LineItem
     from stepping_django.models import Outbox
 
-    procs = start_workers(workers)
-    # Warm up: until each worker has applied something, the lag would include its start.
     deadline = time.monotonic() + 60
     for pk in LineItem.objects.values_list("pk", flat=True)[: 4 * workers]:
         with transaction.atomic():
             stepping_django.notify(LineItem, [pk])
         while Outbox.objects.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def measure_sustained(seconds: float) -> dict[str, float]:
+    """4 unpaced writer processes while the workers apply; then the time to empty the
+    outbox once they stop (the workers' backlog)."""
+    from stepping_django.models import Outbox
+
+    procs = [spawn("throughput", True, seconds, 20 + i) for i in range(4)]
+    backlog = 0
+    while any(p.poll() is None for p in procs):
+        backlog = max(backlog, Outbox.objects.count())
+        time.sleep(0.2)
+    writes = sum(result(p)["writes"] for p in procs)
+    stopped = time.monotonic()
+    while Outbox.objects.exists():
+        if time.monotonic() > stopped + 300:
+            raise SystemExit("the workers did not empty the outbox within 300 s")
+        time.sleep(0.01)
+    return {
+        "rate": writes / seconds,
+        "backlog_max": backlog,
+        "drain": time.monotonic() - stopped,
+    }
+
+
+def measure_lag(rate: float, seconds: float) -> dict[str, float]:
+    from django.db import connection
+
     writer = spawn("paced", True, rate, 7, {"BENCH_PACED_SECONDS": str(seconds)})
     seen: dict[int, datetime] = {}
     lags: list[float] = []
@@ -262,10 +321,6 @@ def measure_lag(rate: float, seconds: float, workers: int) -> dict[str, float]:
                 break
             time.sleep(0.01)
     written = result(writer)
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=30)
     return {
         "writes": written["writes"],
         "rate": written["writes"] / written["seconds"],
@@ -281,8 +336,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--saves", type=int, default=2000, help="saves per latency run")
-    parser.add_argument("--seconds", type=float, default=10, help="seconds per throughput run")
+    parser.add_argument("--saves", type=int, default=4000, help="saves per latency variant")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved latency rounds")
+    parser.add_argument("--seconds", type=float, default=5, help="seconds per throughput run")
     parser.add_argument("--rate", type=float, default=200, help="paced writes/s for the lag run")
     parser.add_argument("--lag-seconds", type=float, default=20)
     parser.add_argument("--workers", type=int, default=2)
@@ -300,22 +356,41 @@ def main() -> None:
     recreate_database()
     load_shop(products=200, baskets=2000, per_basket=3)
 
+    configs = {  # name: extra environment of the writer processes
+        "default": {},
+        "no_dedupe": {"BENCH_DEDUPE": ""},
+        "prepared": {"BENCH_PREPARE": "1"},
+    }
+    lat: dict[str, dict[str, list[float]]] = {c: {"none": [], "views": []} for c in configs}
+    cpu: dict[str, dict[str, float]] = {c: {"none": 0.0, "views": 0.0} for c in configs}
+    for _ in range(args.rounds):  # interleaved, to even out drift
+        for name, extra in configs.items():
+            out = result(spawn("latency", True, args.saves / args.rounds, 1, extra))
+            for mode in ("none", "views"):
+                lat[name][mode] += out["times"][mode]
+                cpu[name][mode] += out["cpu"][mode]
+            drain()
     variants = {  # name: (views, extra environment)
         "none": (False, {}),
-        "dedupe": (True, {}),
-        "per_commit": (True, {"BENCH_DEDUPE": ""}),
+        "views": (True, {}),
+        "views_prepared": (True, configs["prepared"]),
     }
-    lat: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(2):  # interleaved, to even out drift
+    tput: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(2):
         for name, (views, extra) in variants.items():
-            lat[name] += result(spawn("latency", views, args.saves / 2, 1, extra))["times"]
+            procs = [spawn("throughput", views, args.seconds, 10 + i, extra) for i in range(4)]
+            tput[name].append(sum(result(p)["writes"] for p in procs) / args.seconds)
             drain()
-    tput: dict[bool, float] = {}
-    for views in (False, True):
-        procs = [spawn("throughput", views, args.seconds, 10 + i) for i in range(4)]
-        tput[views] = sum(result(p)["writes"] for p in procs) / args.seconds
-        drain()
-    lag = measure_lag(args.rate, args.lag_seconds, args.workers)
+    workers = start_workers(args.workers)
+    try:
+        warm_up(args.workers)
+        sustained = measure_sustained(args.seconds)
+        lag = measure_lag(args.rate, args.lag_seconds)
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(timeout=30)
 
     from demo_project.shop.incremental import basket_totals, product_day_revenue, top_products
 
@@ -323,37 +398,20 @@ def main() -> None:
         v.maintained() == v.from_scratch()
         for v in (basket_totals, product_day_revenue, top_products)
     )
-    p50 = {v: statistics.median(lat[v]) * 1000 for v in lat}
-    mean = {v: statistics.mean(lat[v]) * 1000 for v in lat}
-    rows = [
-        (
-            "save() p50, ms (1 writer)",
-            f"{p50['none']:.3f}",
-            f"{p50['dedupe']:.3f}",
-            f"{p50['dedupe'] / p50['none']:.2f}x",
-        ),
-        (
-            "save() mean, ms (1 writer)",
-            f"{mean['none']:.3f}",
-            f"{mean['dedupe']:.3f}",
-            f"{mean['dedupe'] / mean['none']:.2f}x",
-        ),
-        (
-            "save() p50, ms, a task sent per commit (no TASK_DEDUPE_CACHE)",
-            f"{p50['none']:.3f}",
-            f"{p50['per_commit']:.3f}",
-            f"{p50['per_commit'] / p50['none']:.2f}x",
-        ),
-        (
-            "writes/s, 4 writer processes",
-            f"{tput[False]:,.0f}",
-            f"{tput[True]:,.0f}",
-            f"{tput[True] / tput[False]:.2f}x",
-        ),
-    ]
+    p50 = {c: {m: statistics.median(ts) * 1000 for m, ts in lat[c].items()} for c in lat}
+    mean = {c: {m: statistics.mean(ts) * 1000 for m, ts in lat[c].items()} for c in lat}
+    cpu_ms = {c: {m: cpu[c][m] / len(lat[c][m]) * 1000 for m in lat[c]} for c in lat}
+    wps = {v: statistics.median(tput[v]) for v in tput}
+
+    def row(figure: str, base: float, value: float, fmt: str = ".3f") -> str:
+        return f"| {figure} | {base:{fmt}} | {value:{fmt}} | {value / base:.2f}x |"
+
+    def ab(figures: dict[str, dict[str, float]], config: str) -> tuple[float, float]:
+        return figures[config]["none"], figures[config]["views"]
+
     command = (
         ".venv/bin/python benchmarks/django_writes.py"
-        f" --saves {args.saves} --seconds {args.seconds:g}"
+        f" --saves {args.saves} --rounds {args.rounds} --seconds {args.seconds:g}"
         f" --rate {args.rate:g} --lag-seconds {args.lag_seconds:g} --workers {args.workers}"
     )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -361,7 +419,6 @@ def main() -> None:
         f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()};"
         f" load average at the end {load} (other processes share the machine)"
     )
-    table = [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     text = [
         "",
         "## Django writes (demo shop: 3 views on line items; Postgres + Redis)",
@@ -370,19 +427,40 @@ def main() -> None:
         f"- machine: {machine}",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "- data: 200 products, 2,000 baskets, 6,000 line items. A write is one `save()` of one",
-        "  line item in its own transaction. With the views it also inserts 3 outbox rows (one",
-        "  per view) and, on commit (EAGER off), sends one Celery task unless one is already",
-        "  waiting (TASK_DEDUPE_CACHE, a flag in Redis). No worker runs during the save() and",
-        "  writes/s runs, so those measure the writers' own cost.",
+        "  line item in its own transaction, DEBUG off. With the views it also inserts 3 outbox",
+        "  rows (one per view); on commit (EAGER off) its views go to the process's publisher",
+        "  thread, which sends a Celery task at most every 10 ms unless one is already waiting",
+        "  (TASK_DEDUPE_CACHE, a flag in Redis). No worker runs during the save() and writes/s",
+        "  runs, so those measure the writers' own cost. save(): one process per configuration",
+        f"  and round ({args.rounds} rounds), alternating blocks of 50 saves with capture on and",
+        "  off (off: no signal receiver, a plain save); the ratio compares the two in the same",
+        "  process.",
         "",
         "| figure | no views | with views | ratio |",
         "|---|---:|---:|---:|",
-        *table,
+        row("save() p50, ms (1 writer)", *ab(p50, "default")),
+        row("save() mean, ms", *ab(mean, "default")),
+        row("process CPU per save, ms (publisher thread included)", *ab(cpu_ms, "default")),
+        row("save() p50, ms, no TASK_DEDUPE_CACHE (a task per send)", *ab(p50, "no_dedupe")),
+        row("save() p50, ms, OPTIONS prepare_threshold 5", *ab(p50, "prepared")),
+        row("save() mean, ms, OPTIONS prepare_threshold 5", *ab(mean, "prepared")),
+        row("writes/s, 4 writer processes (median of 2)", wps["none"], wps["views"], ",.0f"),
+        row(
+            "writes/s, 4 writer processes, prepare_threshold 5",
+            wps["none"],
+            wps["views_prepared"],
+            ",.0f",
+        ),
+        "",
+        f"With {args.workers} Celery worker processes (solo pool) applying: 4 unpaced writer",
+        f"processes made {sustained['rate']:,.0f} writes/s for {args.seconds:g} s (largest"
+        f" outbox backlog {sustained['backlog_max']:,} keys); the workers emptied the outbox"
+        f" {sustained['drain']:.2f} s after they stopped.",
         "",
         f"Freshness under a paced writer asked for {args.rate:g} writes/s: it made"
         f" {lag['rate']:.0f} writes/s for {args.lag_seconds:g} s",
-        f"({lag['writes']:,} writes, {lag['keys']:,} captured keys), {args.workers} Celery worker",
-        "processes (solo pool); lag from capture to the applied view's commit:",
+        f"({lag['writes']:,} writes, {lag['keys']:,} captured keys); lag from capture to the",
+        "applied view's commit:",
         "",
         "| lag, seconds | p50 | p99 | max |",
         "|---|---:|---:|---:|",
