@@ -477,29 +477,51 @@ class SQLState:
         return out
 
     def by_index(self, index: Index[Any, Any], keys: Collection[Any]) -> list[tuple[Any, Any, int]]:
-        """With nothing pending to merge (a cache read between iterations), sorted by the
-        identities the table gives, so no row is encoded again (and one key by them only)."""
+        """With nothing pending to merge (a cache read between iterations): identities and
+        weights first, then the data of only the rows not yet decoded here, so a repeated
+        read decodes nothing; sorted by the stored identities (one key: by them only)."""
         if self._pending or not keys:
             return sort_by_index(index, self.lookup(index, keys))
-        cols = self.table.columns[index]
-        found: list[tuple[Any, ...]] = []
-        for chunk in self._chunks(keys, len(cols)):
-            cond, params = key_condition(self._store.dialect, cols, index, chunk)
-            sql = f'SELECT "identity", "data", "c" FROM {self.table.q} WHERE {cond}'
-            found.extend(self._query(sql, params))
-        cached, load = self._rows.get, self._rows.load
+        found = self._by_keys(index, keys, '"identity", "c"')
+        cached = self._rows.get
+        rows = {i: row for i, _ in found if (row := cached(i)) is not None}
+        if len(rows) < len(found):
+            rows.update(self._load_ids([i for i, _ in found if i not in rows]))
+        if len(rows) < len(found):  # deleted between the two statements: one statement
+            load = self._rows.load
+            full = self._by_keys(index, keys, '"identity", "data", "c"')
+            rows = {i: load(i, data) for i, data, _ in full}
+            found = [(i, c) for i, _, c in full]
         if len(keys) == 1:  # one key: every row is under it
             found.sort(key=_first_item)
             (k,) = keys
-            return [(k, cached(i) or load(i, data), c) for i, data, c in found]
+            return [(k, rows[i], c) for i, c in found]
         f, sort_key = index.f, index.sort_key
         keyed = []
-        for i, data, c in found:
-            row = cached(i) or load(i, data)
+        for i, c in found:
+            row = rows[i]
             k = f(row)
             keyed.append((sort_key(k), bytes(i), k, row, c))
         keyed.sort(key=_two_items)
         return [(k, row, c) for _, _, k, row, c in keyed]
+
+    def _by_keys(self, index: Index[Any, Any], keys: Collection[Any], columns: str) -> list[Any]:
+        cols = self.table.columns[index]
+        found: list[tuple[Any, ...]] = []
+        for chunk in self._chunks(keys, len(cols)):
+            cond, params = key_condition(self._store.dialect, cols, index, chunk)
+            found.extend(self._query(f"SELECT {columns} FROM {self.table.q} WHERE {cond}", params))
+        return found
+
+    def _load_ids(self, ids: list[Any]) -> dict[Any, Any]:
+        """The stored rows `ids` that are still there, decoded, by identity."""
+        load = self._rows.load
+        out: dict[Any, Any] = {}
+        for chunk in self._chunks(ids, 1):
+            cond, params = self._store.dialect.ids_in([bytes(i) for i in chunk])
+            sql = f'SELECT "identity", "data" FROM {self.table.q} WHERE {cond}'
+            out.update((i, load(i, data)) for i, data in self._query(sql, params))
+        return out
 
     def first(
         self, ordered: Ordered, n: int, groups: Collection[Any] | None = None

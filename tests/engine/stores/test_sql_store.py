@@ -197,3 +197,49 @@ def test_a_failing_pipelined_iteration_keeps_what_it_committed(backend: Backend)
     assert times.pop(distinct_table) == 1
     assert set(times.values()) == {0}
     assert len(backend.dump()[distinct_table]) == 1
+
+
+BY_KEY = st.Index.pick(Item, lambda i: i.key)
+CACHED = StateSpec("st_cached_reads", indexes=(BY_KEY,))
+
+
+def test_a_cache_read_by_index_decodes_only_new_rows_and_stays_one_snapshot(
+    backend: Backend,
+) -> None:
+    """A read by index asks for identities first and decodes only rows it has not seen;
+    a row deleted between that and fetching its data makes it read again in one
+    statement, so the answer is never a mix of two moments."""
+    rows = [Item(key=1, label=label) for label in "abc"]
+    with backend.connect() as writer_conn, backend.connect() as reader_conn:
+        writer = backend.store.from_graph(
+            writer_conn, types.SimpleNamespace(states=(CACHED,)), True
+        )
+        written = writer.state(CACHED)
+        writer.begin(st.Time())
+        written.add(st.ZSetPython({r: 1 for r in rows}))
+        writer.commit(st.Time())
+        reader = backend.store.from_graph(
+            reader_conn, types.SimpleNamespace(states=(CACHED,)), False
+        )
+        state = reader.state(CACHED)
+        statements: list[str] = []
+        query = state._query
+
+        def traced(sql: str, params: Any) -> Any:
+            found = query(sql, params)
+            statements.append(sql)
+            if len(statements) == 1 and not deleted:  # another process deletes a row now
+                deleted.append(rows[0])
+                writer.begin(st.Time())
+                written.add(st.ZSetPython({rows[0]: -1}))
+                writer.commit(st.Time())
+            return found
+
+        deleted: list[Item] = []
+        state._query = traced  # type: ignore[method-assign]
+        got = state.by_index(BY_KEY, [1])
+        assert {row for _, row, _ in got} == set(rows[1:])
+        assert len(statements) == 3 and '"data"' in statements[-1]
+        statements.clear()
+        again = state.by_index(BY_KEY, [1])
+        assert again == got and len(statements) == 1 and '"data"' not in statements[0]
