@@ -123,11 +123,48 @@ def test_a_capture_in_a_transaction_marked_for_rollback_is_refused(using: str) -
             stepping_django.notify(Product, [1], using=using)
 
 
+@pytest.mark.django_db(transaction=True)  # each atomic block its own transaction
 @pytest.mark.parametrize("using", ["postgres"])
-def test_a_database_error_in_the_capture_is_djangos(using: str) -> None:
+@pytest.mark.parametrize("first", [True, False], ids=["first-statement", "after-a-write"])
+def test_a_database_error_in_the_capture_is_djangos(using: str, first: bool) -> None:
+    """Raised as Django's error whether the capture goes through Django's cursor (the
+    transaction's first statement) or straight through libpq (after the write)."""
     with pytest.raises(DataError), transaction.atomic(using=using):
+        if not first:
+            PlainNote.objects.using(using).create(text="x")
         stepping_django.notify(Product, ["x" * 300], using=using)  # object_pk is varchar(255)
     assert captured(using) == []
+    assert not PlainNote.objects.using(using).exists()
+
+
+@pytest.mark.django_db(transaction=True)  # each atomic block its own transaction
+def test_a_capture_first_in_its_transaction_is_rolled_back_with_it(using: str) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic(using=using):
+        stepping_django.notify(Product, [1], using=using)  # before any other statement
+        raise RuntimeError("roll back")
+    assert captured(using) == []
+
+
+@pytest.mark.parametrize("using", ["postgres"])
+def test_with_prepare_threshold_the_insert_is_prepared_once_per_connection(using: str) -> None:
+    connection = connections[using]
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.prepare_threshold
+    raw.prepare_threshold = 5  # as DATABASES[...]["OPTIONS"]["prepare_threshold"] does
+    try:
+        for name in ("tv", "radio"):
+            with transaction.atomic(using=using):
+                Product.objects.using(using).create(name=name, price=3)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'stepping_django_%%'"
+            )
+            assert cursor.fetchone() == (1,)
+    finally:
+        raw.prepare_threshold = before
+    pks = Product.objects.using(using).values_list("pk", flat=True)
+    assert sorted(captured(using)) == sorted(keys(PRODUCT_VIEWS, "testapp.Product", *pks))
 
 
 def test_created_at_is_the_databases_clock(using: str) -> None:
