@@ -25,6 +25,7 @@ at once, each batch's iteration outside the view's lock (pipeline.py).
 
 from __future__ import annotations
 
+import logging
 import traceback as tb
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from stepping_django.signals import view_applied, view_failed
 from stepping_django.store import django_store
 
 _CHUNK = 500
+logger = logging.getLogger("stepping_django")
 
 
 class Busy(Exception):
@@ -325,6 +327,23 @@ def _build(view: IncrementalView, using: str, result: ApplyResult) -> bool:
     return True
 
 
+def _fan_out(view: IncrementalView, using: str) -> None:
+    """A full batch of a parallel view leaves more keys: from a Celery task, send one more
+    apply task (deduped like the writers' with TASK_DEDUPE_CACHE), so that an idle worker
+    takes the next batch while this one goes on, also when a single task (a sweep) found
+    a backlog."""
+    from celery import current_task
+
+    from stepping_django.tasks import enqueue
+
+    if not current_task:  # not in a worker (e.g. `stepping apply`): no broker to assume
+        return
+    try:
+        enqueue([view.label], using)
+    except Exception:  # no broker: this applier goes on alone
+        logger.warning("stepping_django: could not send a task for view %s", view.label)
+
+
 def _apply_parallel(view: IncrementalView, using: str, result: ApplyResult) -> int:
     """One pipelined batch of a parallel view (pipeline.py). Returns keys applied.
 
@@ -342,6 +361,8 @@ def _apply_parallel(view: IncrementalView, using: str, result: ApplyResult) -> i
 
     keys, iterations = apply_batch(view, using)
     result.iterations += iterations
+    if keys >= conf.batch_size():
+        _fan_out(view, using)
     if keys:
         state = ViewState.objects.using(using).filter(pk=view.label).first()
         view_applied.send(view, using=using, keys=keys, time=state.time if state else 0)

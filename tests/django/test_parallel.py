@@ -166,6 +166,16 @@ def test_applying_in_process_drains_in_pipelined_batches(parallel_view: Incremen
     assert_views_fresh(USING)
 
 
+def _drop_queue(queue: str) -> None:
+    import redis
+    from django.conf import settings
+
+    try:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+    except redis.RedisError:
+        pass  # no broker here: nothing was sent
+
+
 @pytest.mark.django_db(databases=["default", USING])
 def test_inside_a_transaction_it_is_applied_one_batch_at_a_time(
     parallel_view: IncrementalView,
@@ -349,5 +359,42 @@ def test_a_worker_killed_mid_batch_costs_a_rebuild_and_loses_nothing(
         worker.stop()
     state = _state(parallel_view)
     assert state.status == ViewState.FRESH and state.tables != start.tables  # rebuilt
+    assert not PipelineBatch.objects.using(USING).exists()
+    assert_views_fresh(USING)
+
+
+@on_postgres
+@pytest.mark.broker
+def test_a_backlog_found_by_one_task_is_shared_by_the_workers(
+    parallel_view: IncrementalView, tmp_path: Path
+) -> None:
+    _seed()
+    baskets = list(Basket.objects.using(USING).all())
+    products = list(Product.objects.using(USING).all())
+    require_broker()
+    queue = new_queue()
+    with _writing(queue):  # no worker yet: a backlog of 2,400 keys
+        LineItem.objects.using(USING).bulk_create(
+            [
+                LineItem(basket=baskets[i % 10], product=products[i % 20], qty=i % 9 + 1)
+                for i in range(2400)
+            ]
+        )
+    _drop_queue(queue)  # the commit's task is lost: the sweep finds the backlog
+    workers = [Worker(queue, tmp_path / f"worker{i}.log") for i in range(2)]
+    for w in workers:
+        w.env["STEPPING_TEST_PARALLEL"] = "1"
+        w.start()
+    try:
+        for w in workers:
+            w.wait_ready()
+        send_sweep(queue)  # one task; each full batch of the view sends one more
+        wait_fresh(USING, workers)
+        # The other worker took a task that the sweep's worker sent.
+        assert all("] received" in w.log() for w in workers), [w.log() for w in workers]
+        assert any("stepping_django.apply_views[" in w.log() for w in workers)
+    finally:
+        for w in workers:
+            w.stop()
     assert not PipelineBatch.objects.using(USING).exists()
     assert_views_fresh(USING)
