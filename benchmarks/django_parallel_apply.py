@@ -228,7 +228,7 @@ def section(args: argparse.Namespace, results: list[dict[str, Any]], load: float
 
 def record(text: str) -> None:
     current = RESULTS.read_text()
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
+    pattern = re.compile(re.escape(SECTION + " (") + r".*?(?=\n## |\Z)", re.S)
     if pattern.search(current):
         current = pattern.sub(lambda _: text + "\n", current)
     else:
