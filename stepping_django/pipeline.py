@@ -29,6 +29,10 @@ and its pending keys, kept in the outbox meanwhile, are applied to the new table
 against the rebuild's snapshot. Batches still running on the old tables finish into
 nothing (the finish checks the view's tables). Nothing is lost or applied twice; the cost
 of a failure is a rebuild.
+
+apply.py decides the rest: inside the caller's transaction a parallel view is applied the
+one-transaction way (`check_idle` first), and in a Celery worker each full batch sends one
+more apply task, so idle workers join in.
 """
 
 from __future__ import annotations
