@@ -2,7 +2,7 @@
 path (STEPPING["BACKGROUND_SEND"], on by default).
 
 A writer's commit hands the labels of the views it changed to this process's publisher
-and returns at once; the publisher's thread then sends the task (`tasks.enqueue`: the
+and returns at once; the publisher's thread then sends the task (`tasks.send`: the
 TASK_DEDUPE_CACHE flag, then the broker). It sends after the commit, so the task still
 finds every change of the commits handed over before it. Commits arriving while it sends
 or waits are sent together: at most one send per SEND_INTERVAL_SECS, which bounds the
@@ -36,7 +36,8 @@ class Publisher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._pending: dict[str, set[str]] = {}
+        #: Views to apply by (database, queue, TASK_DEDUPE_CACHE) as of their commits.
+        self._pending: dict[tuple[str, str | None, str | None], set[str]] = {}
         self._app: Any = None
         self._sending = False
         self._idle = False  # the thread waits for a submit (which then wakes it)
@@ -49,8 +50,10 @@ class Publisher:
         # Celery's current app is per thread: the publisher's thread sends with the
         # writer's (a new thread would otherwise get Celery's fallback app).
         app = current_app._get_current_object()
+        # The settings of the commit, not of the send (override_settings may end between).
+        key = (using, conf.queue(), conf.task_dedupe_cache())
         with self._lock:
-            self._pending.setdefault(using, set()).update(labels)
+            self._pending.setdefault(key, set()).update(labels)
             self._app = app
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -98,14 +101,14 @@ class Publisher:
                     self._changed.notify_all()
 
     @staticmethod
-    def _send(batch: dict[str, set[str]], app: Any) -> None:
-        from stepping_django.tasks import enqueue
+    def _send(batch: dict[tuple[str, str | None, str | None], set[str]], app: Any) -> None:
+        from stepping_django import tasks
 
         if app is not None:
             app.set_current()
-        for using, labels in batch.items():
+        for (using, queue, dedupe_cache), labels in batch.items():
             try:
-                enqueue(labels, using)
+                tasks.send(labels, using, queue, dedupe_cache)
             except Exception:
                 # The keys are safe in the outbox: the sweep or the next write applies them.
                 logger.exception(

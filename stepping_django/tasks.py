@@ -45,22 +45,23 @@ MAX_RETRY_DATABASE_SECS = 60.0
 DATABASE_RETRIES = 8
 
 
-def _flag(using: str) -> str:
-    """The "a task is waiting" flag of a database's views on the configured queue."""
-    return f"stepping_django:queued:{conf.queue() or ''}:{using}"
+def _flag(using: str, queue: str | None) -> str:
+    """The "a task is waiting" flag of a database's views on a queue."""
+    return f"stepping_django:queued:{queue or ''}:{using}"
 
 
 _flag_clients: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def _add_flag(alias: str, using: str) -> bool:
-    """Set the "a task is waiting" flag of `using` unless it is set; True if this call set
-    it. On Django's Redis cache, one SET NX through a client kept per cache object (its
-    `add` builds a new redis client at every call, which costs more than the SET)."""
+def _add_flag(alias: str, using: str, queue: str | None) -> bool:
+    """Set the "a task is waiting" flag of `using` on `queue` unless it is set; True if
+    this call set it. On Django's Redis cache, one SET NX through a client kept per cache
+    object (its `add` builds a new redis client at every call, which costs more than the
+    SET)."""
     cache = caches[alias]
     if not isinstance(cache, RedisCache):
-        return bool(cache.add(_flag(using), 1, timeout=DEDUPE_TIMEOUT_SECS))
-    key = cache.make_and_validate_key(_flag(using))
+        return bool(cache.add(_flag(using, queue), 1, timeout=DEDUPE_TIMEOUT_SECS))
+    key = cache.make_and_validate_key(_flag(using, queue))
     clients = _flag_clients.setdefault(cache._cache, {})
     client = clients.get(key)
     if client is None:
@@ -76,7 +77,7 @@ def apply_views_task(labels: list[str] | None, using: str = "default", attempt: 
     on database `using`. `attempt`: how many times a database fault sent it again."""
     alias = conf.task_dedupe_cache()
     if alias is not None:
-        caches[alias].delete(_flag(using))
+        caches[alias].delete(_flag(using, conf.queue()))
     if labels is None or alias is not None:
         pending = Outbox.objects.using(using).values_list("view", flat=True).distinct()
         labels = sorted({*(labels or ()), *pending})
@@ -139,18 +140,32 @@ def enqueue(
     attempt: int = 0,
 ) -> None:
     """Send one apply task for `labels` to the configured queue (unless one is waiting)."""
-    alias = conf.task_dedupe_cache() if dedupe else None
-    if alias is not None and not _add_flag(alias, using):
+    dedupe_cache = conf.task_dedupe_cache() if dedupe else None
+    send(labels, using, conf.queue(), dedupe_cache, countdown=countdown, attempt=attempt)
+
+
+def send(
+    labels: Iterable[str],
+    using: str,
+    queue: str | None,
+    dedupe_cache: str | None,
+    countdown: float | None = None,
+    attempt: int = 0,
+) -> None:
+    """Send one apply task for `labels` to `queue` (unless one is waiting, by the flag in
+    cache `dedupe_cache`): `enqueue` with the settings given, as the publisher read them
+    at the commit."""
+    if dedupe_cache is not None and not _add_flag(dedupe_cache, using, queue):
         return
     options: dict[str, Any] = {}
-    if conf.queue() is not None:
-        options["queue"] = conf.queue()
+    if queue is not None:
+        options["queue"] = queue
     if countdown:
         options["countdown"] = countdown
     try:
         args: tuple[Any, ...] = (sorted(labels), using) + ((attempt,) if attempt else ())
         apply_views_task.apply_async(args=args, **options)
     except Exception:
-        if alias is not None:
-            caches[alias].delete(_flag(using))
+        if dedupe_cache is not None:
+            caches[dedupe_cache].delete(_flag(using, queue))
         raise

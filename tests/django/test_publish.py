@@ -23,15 +23,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Sent:
-    """What `tasks.enqueue` was called with, and from which thread and Celery app."""
+    """What `tasks.send` was called with, and from which thread and Celery app."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], str, str, Any]] = []
+        self.queues: list[str | None] = []
         self.fail = False
 
-    def __call__(self, labels: Any, using: str, **kw: Any) -> None:
+    def __call__(self, labels: Any, using: str, queue: str | None, *a: Any, **kw: Any) -> None:
         thread = threading.current_thread().name
         self.calls.append((sorted(labels), using, thread, current_app._get_current_object()))
+        self.queues.append(queue)
         if self.fail:
             raise ConnectionError("the broker is down")
 
@@ -39,7 +41,7 @@ class Sent:
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sent]:
     recorder = Sent()
-    monkeypatch.setattr(tasks, "enqueue", recorder)
+    monkeypatch.setattr(tasks, "send", recorder)
     with override_settings(STEPPING={"EAGER": False, "SEND_INTERVAL_SECS": 0.2}):
         yield recorder
         assert publish.flush()
@@ -130,3 +132,16 @@ def test_the_views_of_a_rolled_back_transaction_are_not_sent(sent: Sent) -> None
     Product.objects.create(name="radio", price=5)
     assert publish.flush()
     assert [c[0] for c in sent.calls] == [["testapp.basket_totals", "testapp.checked_prices"]]
+
+
+def test_the_settings_of_the_commit_decide_where_the_task_goes(sent: Sent) -> None:
+    """override_settings may end before the thread sends: the commit's queue is used."""
+    settings = {"EAGER": False, "SEND_INTERVAL_SECS": 2}
+    with override_settings(STEPPING=settings):
+        Product.objects.create(name="tv", price=3)  # sent at once
+        assert publish.flush()
+    with override_settings(STEPPING={**settings, "QUEUE": "at-commit"}):
+        Product.objects.create(name="radio", price=5)  # waits for the interval
+    with override_settings(STEPPING={**settings, "QUEUE": "at-send"}):
+        assert publish.flush()
+    assert sent.queues == [None, "at-commit"]

@@ -127,16 +127,16 @@ def test_the_dedupe_flag_on_redis_is_set_once_until_a_task_clears_it(broker: str
 
     from stepping_django import tasks
 
-    flag = tasks._flag("flag-test")
+    flag = tasks._flag("flag-test", "q")
     caches["shared"].delete(flag)
     try:
-        assert tasks._add_flag("shared", "flag-test") is True  # a writer sends a task
-        assert tasks._add_flag("shared", "flag-test") is False  # the next one does not
+        assert tasks._add_flag("shared", "flag-test", "q") is True  # a writer sends a task
+        assert tasks._add_flag("shared", "flag-test", "q") is False  # the next one does not
         assert caches["shared"].get(flag) == 1  # the same key and value as cache.add's
         caches["shared"].delete(flag)  # the task starts
-        assert tasks._add_flag("shared", "flag-test") is True
-        assert tasks._add_flag("default", "flag-test") is True
-        assert tasks._add_flag("default", "flag-test") is False
+        assert tasks._add_flag("shared", "flag-test", "q") is True
+        assert tasks._add_flag("default", "flag-test", "q") is True
+        assert tasks._add_flag("default", "flag-test", "q") is False
     finally:
         caches["shared"].delete(flag)
-        caches["default"].delete(tasks._flag("flag-test"))
+        caches["default"].delete(tasks._flag("flag-test", "q"))
