@@ -16,8 +16,8 @@ from typing import Any
 from stepping_django.engine.data import Data
 from stepping_django.engine.serialize import identity, loads
 
-#: Rows kept per state; some tens of MB at most for rows of a few fields.
-MAX_KNOWN_ROWS = 100_000
+#: Rows kept per state: enough for the rows a batch touches, a few MB for rows of a few fields.
+MAX_KNOWN_ROWS = 20_000
 
 
 class KnownRows:
