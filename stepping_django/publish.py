@@ -48,7 +48,7 @@ class Publisher:
         from celery import current_app
 
         # Celery's current app is per thread: the publisher's thread sends with the
-        # writer's (a new thread would otherwise get Celery's fallback app).
+        # writer's app (a new thread would otherwise get Celery's fallback app).
         app = current_app._get_current_object()
         # The settings of the commit, not of the send (override_settings may end between).
         key = (using, conf.queue(), conf.task_dedupe_cache())
