@@ -8,6 +8,8 @@ task is sent.
 - `StepQuerySet` / `StepManager` cover the writes that send no signal: `QuerySet.update`,
   `bulk_create`, and `bulk_update` (which Django runs as `QuerySet.update`).
 - `notify(Model, pks)` covers raw SQL.
+- `pre_delete` of a model that watched rows point to with `on_delete=SET_NULL`,
+  `SET_DEFAULT` or `SET(...)` captures those rows: Django then updates them without signals.
 
 Only keys are captured, never rows: applying reads the current rows, so a rolled-back
 writer leaves nothing behind and the order of captures does not matter.
@@ -24,7 +26,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 
 from stepping_django import conf
 from stepping_django.models import Outbox
@@ -206,16 +208,53 @@ def _on_delete(sender: type[models.Model], instance: models.Model, using: str, *
     capture(sender, [instance.pk], using)
 
 
+#: on_delete handlers that delete or leave the referring rows; every other one (SET_NULL,
+#: SET_DEFAULT, SET(...)) updates them with a queryset update that sends no signal.
+_NOT_UPDATING = (models.CASCADE, models.PROTECT, models.RESTRICT, models.DO_NOTHING)
+
+#: Per referenced model: the watched (model, foreign key) pairs its deletion updates.
+_set_on_delete: dict[
+    type[models.Model], set[tuple[type[models.Model], models.Field[Any, Any]]]
+] = {}
+
+
+def _on_referenced_delete(
+    sender: type[models.Model], instance: models.Model, using: str, **kw: Any
+) -> None:
+    """Before `instance` is deleted, capture the watched rows its deletion will update."""
+    for model, field in _set_on_delete.get(sender._meta.concrete_model, ()):
+        pks = model._base_manager.using(using).filter(**{field.name: instance})
+        capture(model, list(pks.values_list("pk", flat=True)), using)
+
+
 def connect_models(watched: Iterable[type[models.Model]]) -> None:
     """Connect the signals for `watched` models and every model stored in their tables
-    (proxies and multi-table children, whose signals name their own class)."""
+    (proxies and multi-table children, whose signals name their own class), and
+    `pre_delete` of the models their foreign keys set to NULL or a default on deletion."""
     from django.apps import apps
 
     watched_set = {m._meta.concrete_model for m in watched}
     for model in apps.get_models(include_auto_created=True):
         meta = model._meta
         family = {meta.concrete_model, *meta.get_parent_list()}
-        if model in _connected or not family & watched_set:
+        if not family & watched_set:
+            continue
+        for field in meta.concrete_fields:
+            remote = getattr(field, "remote_field", None)
+            on_delete = getattr(remote, "on_delete", None)
+            if remote is None or on_delete is None or on_delete in _NOT_UPDATING:
+                continue
+            target = remote.model._meta.concrete_model
+            _set_on_delete.setdefault(target, set()).add((meta.concrete_model, field))
+            for referenced in apps.get_models(include_auto_created=True):
+                if referenced._meta.concrete_model is target:
+                    pre_delete.connect(
+                        _on_referenced_delete,
+                        sender=referenced,
+                        dispatch_uid=f"stepping_django:set_on_delete:{referenced._meta.label}",
+                        weak=False,
+                    )
+        if model in _connected:
             continue
         uid = f"stepping_django:{meta.label}"
         post_save.connect(_on_save, sender=model, dispatch_uid=uid, weak=False)
