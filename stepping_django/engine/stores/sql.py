@@ -450,16 +450,11 @@ class SQLState:
     def lookup(self, index: Index[Any, Any], keys: Collection[Any]) -> dict[Any, dict[Any, int]]:
         if not keys:
             return {}
-        cols = self.table.columns[index]
         out: dict[Any, dict[Any, int]] = {}
-        f = index.f
-        load = self._rows.load
-        for chunk in self._chunks(keys, len(cols)):
-            cond, params = key_condition(self._store.dialect, cols, index, chunk)
-            sql = f'SELECT "identity", "data", "c" FROM {self.table.q} WHERE {cond}'
-            for row_id, data, c in self._query(sql, params):
-                row = load(row_id, data)
-                out.setdefault(f(row), {})[row] = c
+        f, load = index.f, self._rows.load
+        for row_id, data, c in self._by_keys(index, keys, '"identity", "data", "c"'):
+            row = load(row_id, data)
+            out.setdefault(f(row), {})[row] = c
         if self._store._running is not None:
             known = self._known
             for rows in out.values():
@@ -506,6 +501,7 @@ class SQLState:
         return [(k, row, c) for _, _, k, row, c in keyed]
 
     def _by_keys(self, index: Index[Any, Any], keys: Collection[Any], columns: str) -> list[Any]:
+        """`columns` of the stored rows under `keys`: one statement per parameter-limit chunk."""
         cols = self.table.columns[index]
         found: list[tuple[Any, ...]] = []
         for chunk in self._chunks(keys, len(cols)):
