@@ -7,11 +7,14 @@ When Postgres is not reachable, its Postgres half fails in CI and is skipped els
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from django.db import connections
 
+from stepping_django.declare import IncrementalView
 from stepping_django.registry import registry
 from tests.conftest import service_missing
 
@@ -84,3 +87,15 @@ def assert_views_fresh(using: str) -> None:
             f"{sorted(map(repr, expected.iter()))}"
         )
     assert not Outbox.objects.using(using).exists()
+
+
+@contextmanager
+def registered(view: IncrementalView) -> Iterator[IncrementalView]:
+    """`view` registered (its models' capture connected) while the block runs: for views
+    that are not in tests/testapp/incremental.py."""
+    if view not in registry.all_views():
+        registry.register(view)
+    try:
+        yield view
+    finally:
+        registry.unregister(view.label)

@@ -12,7 +12,7 @@ from stepping_django import maintenance
 from stepping_django.apply import apply_pending, ensure_views
 from stepping_django.declare import IncrementalView
 from stepping_django.models import Outbox
-from stepping_django.registry import registry
+from tests.django.conftest import registered
 from tests.testapp.models import Product, Review
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
@@ -22,13 +22,8 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "post
 def stars_view() -> Iterator[IncrementalView]:
     from tests.testapp import review_views
 
-    view = review_views.stars_by_product
-    if view not in registry.all_views():
-        registry.register(view)
-    try:
+    with registered(review_views.stars_by_product) as view:
         yield view
-    finally:
-        registry.unregister(view.label)
 
 
 def test_deleting_a_product_captures_the_reviews_set_to_null(

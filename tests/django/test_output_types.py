@@ -13,7 +13,7 @@ import pytest
 from stepping_django import engine as st
 from stepping_django.apply import apply_view
 from stepping_django.declare import IncrementalView
-from stepping_django.registry import registry
+from tests.django.conftest import registered
 from tests.testapp.models import Product
 
 
@@ -53,12 +53,8 @@ def typed_products(products: st.ZSet[Product]) -> st.ZSet[Typed]:
 
 @pytest.fixture
 def view() -> Iterator[IncrementalView]:
-    v = IncrementalView(typed_products, app_label="testapp")
-    registry.register(v)
-    try:
+    with registered(IncrementalView(typed_products, app_label="testapp")) as v:
         yield v
-    finally:
-        registry.unregister(v.label)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -33,8 +33,7 @@ from stepping_django.declare import IncrementalView
 from stepping_django.models import Outbox, ViewState
 from stepping_django.pipeline import close_connections
 from stepping_django.pipeline_models import PipelineBatch
-from stepping_django.registry import registry
-from tests.django.conftest import assert_views_fresh
+from tests.django.conftest import assert_views_fresh, registered
 from tests.django.faults import (
     USING,
     Worker,
@@ -55,13 +54,10 @@ def parallel_view() -> Iterator[IncrementalView]:
     """The parallel view, registered while the test runs."""
     from tests.testapp import parallel_views
 
-    view = parallel_views.parallel_totals
-    if view not in registry.all_views():
-        registry.register(view)
     try:
-        yield view
+        with registered(parallel_views.parallel_totals) as view:
+            yield view
     finally:
-        registry.unregister(view.label)
         close_connections()
 
 
