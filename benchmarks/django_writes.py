@@ -7,7 +7,9 @@ database `bench_stepping`, with EAGER off (writers hand their commits to the bac
 publisher, which sends Celery tasks), DEBUG off:
 
 1. save() latency: one process saves one line item per transaction (`qty` changes), with
-   the views and with them switched off in that process (no capture: a plain save), each
+   the views and with them switched off in that process (no signal receivers, and its
+   session in `session_replication_role = replica`, where the capture trigger does not
+   fire: a plain save), each
    variant in its own process, interleaved over `--rounds`; also the process CPU per save
    (its publisher thread included). Variants: Django's default database OPTIONS, and
    `prepare_threshold: 5` (psycopg may prepare capture's INSERT; Django's own queries are
@@ -71,10 +73,15 @@ def switch_views_off() -> None:
 
 
 def set_capture(on: bool) -> None:
-    """Connect or disconnect this process's capture signals (off: a plain save)."""
+    """Connect or disconnect this process's capture signals, and let its session fire or
+    skip the capture triggers (`session_replication_role`; off: a plain save)."""
+    from django.db import connection
     from django.db.models.signals import post_delete, post_save
 
     from stepping_django import capture
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET session_replication_role = {'origin' if on else 'replica'}")
 
     for model in capture._connected:
         uid = f"stepping_django:{model._meta.label}"
@@ -440,14 +447,16 @@ def main() -> None:
         f"- machine: {machine}",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "- data: 200 products, 2,000 baskets, 6,000 line items. A write is one `save()` of one",
-        "  line item in its own transaction, DEBUG off. With the views it also inserts 3 outbox",
-        "  rows (one per view); on commit (EAGER off) its views go to the process's publisher",
-        "  thread, which sends a Celery task at most every 10 ms unless one is already waiting",
-        "  (TASK_DEDUPE_CACHE, a flag in Redis). No worker runs during the save() and writes/s",
-        "  runs, so those measure the writers' own cost. save(): one process per configuration",
-        f"  and round ({args.rounds} rounds), alternating blocks of 50 saves with capture on and",
-        "  off (off: no signal receiver, a plain save); the ratio compares the two in the same",
-        f"  process. writes/s: 4 processes for {4 * args.seconds:g} s, all switching capture on",
+        "  line item in its own transaction, DEBUG off. With the views, the capture trigger of",
+        "  the line items' table inserts 3 outbox rows (one per view) within the UPDATE; on",
+        "  commit (EAGER off) its views go to the process's publisher thread, which sends a",
+        "  Celery task at most every 10 ms unless one is already waiting (TASK_DEDUPE_CACHE, a",
+        "  flag in Redis). No worker runs during the save() and writes/s runs, so those measure",
+        "  the writers' own cost. save(): one process per configuration and round",
+        f"  ({args.rounds} rounds), alternating blocks of 50 saves with capture on and off (off:",
+        "  no signal receiver, and `session_replication_role = replica` in the session, so the",
+        "  trigger does not fire: a plain save); the ratio compares the two in the same process.",
+        f"  writes/s: 4 processes for {4 * args.seconds:g} s, all switching capture on",
         "  and off together every 0.5 s (ABBA), counted per mode.",
         "",
         "| figure | no views | with views | ratio |",

@@ -17,18 +17,20 @@ writer leaves nothing behind and the order of captures does not matter.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import post_delete, post_save, pre_delete
 
-from stepping_django import conf
+from stepping_django import conf, triggers
 from stepping_django.models import Outbox
 
 try:
@@ -43,8 +45,21 @@ logger = logging.getLogger("stepping_django")
 _connected: set[type[models.Model]] = set()
 
 
+#: `_watched` per model, until the registry changes (`views_changed`).
+_watched_cache: dict[type[models.Model], list[tuple[type[models.Model], list[str]]]] = {}
+
+
+def views_changed() -> None:
+    """Forget what `_watched` and `_plan` knew: a view was registered or unregistered."""
+    _watched_cache.clear()
+    _plans.clear()
+
+
 def _watched(model: type[models.Model]) -> list[tuple[type[models.Model], list[str]]]:
     """(model, reading view labels) for `model` and its concrete parents that views read."""
+    out = _watched_cache.get(model)
+    if out is not None:
+        return out
     from stepping_django.registry import registry
 
     meta = model._meta
@@ -55,23 +70,71 @@ def _watched(model: type[models.Model]) -> list[tuple[type[models.Model], list[s
         labels = [v.label for v in registry.reading(m)]
         if labels:
             out.append((m, labels))
+    _watched_cache[model] = out
     return out
 
 
-def capture(model: type[models.Model], pks: Iterable[Any] | None, using: str) -> None:
+@dataclass(frozen=True)
+class _Plan:
+    """What capturing a write of one model on one database does."""
+
+    #: The views to apply when the transaction commits.
+    labels: frozenset[str]
+    #: The (model, view labels) whose keys `capture` inserts: those no trigger captures.
+    inserted: list[tuple[type[models.Model], list[str]]]
+
+
+#: Per (model, database alias, DATABASE_TRIGGERS), until the views or triggers change.
+_plans: dict[tuple[type[models.Model], str, bool], _Plan] = {}
+_plans_generation = -1
+
+
+def _plan(model: type[models.Model], using: str) -> _Plan:
+    global _plans_generation
+    if _plans_generation != triggers.generation:  # installed, dropped or forgotten since
+        _plans.clear()
+        _plans_generation = triggers.generation
+    key = (model, using, conf.database_triggers())
+    plan = _plans.get(key)
+    if plan is None:
+        watched = _watched(model)
+        connection = connections[using]
+        plan = _plans[key] = _Plan(
+            labels=frozenset(label for _, labels in watched for label in labels),
+            inserted=[
+                (m, labels) for m, labels in watched if not triggers.captures(connection, m, labels)
+            ],
+        )
+    return plan
+
+
+def _by_triggers(model: type[models.Model], using: str) -> bool:
+    """Whether the database's triggers capture every view reading `model` (triggers.py)."""
+    return not _plan(model, using).inserted
+
+
+def capture(
+    model: type[models.Model], pks: Iterable[Any] | None, using: str, *, insert: bool = False
+) -> None:
     """Record that rows `pks` of `model` (None: any row) may have changed, in the current
-    transaction on `using`, and apply the reading views once it commits."""
-    watched = _watched(model)
-    if not watched:
+    transaction on `using`, and apply the reading views once it commits. The keys are
+    inserted here unless the database's triggers capture them (`insert`: always)."""
+    plan = _plan(model, using)
+    if not plan.labels:
         return
     keys: list[str | None] = [None] if pks is None else [str(pk) for pk in dict.fromkeys(pks)]
     if not keys:
         return
-    rows = [
-        (label, m._meta.label, key) for m, labels in watched for label in labels for key in keys
-    ]
-    _insert(rows, using)
-    _schedule({label for _, labels in watched for label in labels}, using)
+    inserted = _watched(model) if insert or pks is None else plan.inserted
+    if inserted:
+        rows = [
+            (label, m._meta.label, key)
+            for m, labels in inserted
+            for label in labels
+            for key in keys
+        ]
+        _insert(rows, using)
+    _schedule(plan.labels, using)
 
 
 def _insert(rows: list[tuple[str, str, str | None]], using: str) -> None:
@@ -160,15 +223,24 @@ def _check(result: Any, encoding: str) -> None:
 _local = threading.local()
 
 
-def _schedule(labels: set[str], using: str) -> None:
+#: The on_commit callback of each database alias.
+_callbacks: dict[str, Callable[[], None]] = {}
+
+
+def _schedule(labels: Iterable[str], using: str) -> None:
     """Apply `labels` when the transaction commits: the views of all its captures at once."""
-    pending: dict[str, set[str]] = getattr(_local, "pending", None) or {}
-    _local.pending = pending
-    if not connections[using].run_on_commit:
+    pending: dict[str, set[str]] | None = getattr(_local, "pending", None)
+    if pending is None:
+        pending = _local.pending = {}
+    connection = connections[using]
+    if not connection.run_on_commit:
         # No callback waits: a transaction that left labels here was rolled back.
         pending.pop(using, None)
     pending.setdefault(using, set()).update(labels)
-    transaction.on_commit(lambda: _on_commit(using), using=using)
+    callback = _callbacks.get(using)
+    if callback is None:
+        callback = _callbacks[using] = functools.partial(_on_commit, using)
+    connection.on_commit(callback)
 
 
 def _on_commit(using: str) -> None:
@@ -221,8 +293,12 @@ _set_on_delete: dict[
 def _on_referenced_delete(
     sender: type[models.Model], instance: models.Model, using: str, **kw: Any
 ) -> None:
-    """Before `instance` is deleted, capture the watched rows its deletion will update."""
+    """Before `instance` is deleted, capture the watched rows its deletion will update
+    (the triggers of their table, where installed, capture them without this query)."""
     for model, field in _set_on_delete.get(sender._meta.concrete_model, ()):
+        if _by_triggers(model, using):
+            _schedule(_plan(model, using).labels, using)
+            continue
         pks = model._base_manager.using(using).filter(**{field.name: instance})
         capture(model, list(pks.values_list("pk", flat=True)), using)
 
@@ -276,8 +352,13 @@ class StepQuerySet(models.QuerySet):
     """A QuerySet whose `update`, `bulk_create` and `bulk_update` are captured."""
 
     def update(self, **kwargs: Any) -> int:
-        if not _watched(self.model):
+        plan = _plan(self.model, self.db)
+        if not plan.labels:
             return super().update(**kwargs)
+        if not plan.inserted:  # the triggers capture it: no need to read the keys first
+            count = super().update(**kwargs)
+            _schedule(plan.labels, self.db)
+            return count
         with transaction.atomic(using=self.db, savepoint=False):
             pks = list(self.values_list("pk", flat=True))
             count = super().update(**kwargs)
@@ -321,4 +402,6 @@ def notify(
     Call it inside the transaction that wrote the rows, so the capture commits with them.
     """
     db = using or router.db_for_write(model) or DEFAULT_DB_ALIAS
-    capture(model, None if pks is None else list(pks), db)
+    # Always inserted: the rows may have been written where triggers do not fire (in a
+    # session with session_replication_role = replica, say).
+    capture(model, None if pks is None else list(pks), db, insert=True)

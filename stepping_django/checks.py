@@ -147,3 +147,39 @@ def check_unbuilt_versions(
                 )
             )
     return out
+
+
+def check_capture_triggers(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn about a Postgres database whose capture triggers do not capture this process's
+    views of a model: its writes are then captured by signals, one INSERT per write, and
+    raw SQL goes unseen, until `migrate` installs them."""
+    from django.db import DatabaseError, connections
+
+    from stepping_django import triggers
+    from stepping_django.models import Outbox
+
+    out: list[checks.CheckMessage] = []
+    for using in databases or ():
+        connection = connections[using]
+        if connection.vendor != "postgresql" or not conf.database_triggers():
+            continue
+        try:
+            if Outbox._meta.db_table not in connection.introspection.table_names():
+                continue
+            missing = [s for s in triggers.wanted(using) if not triggers.installed(connection, s)]
+        except DatabaseError:
+            continue  # the database checks report an unreachable database
+        out += [
+            checks.Warning(
+                f"the capture triggers of {spec.model} on database {using!r} are missing or "
+                f"capture other views than {', '.join(spec.views)}: its writes are captured "
+                "by signals (one INSERT per write; raw SQL unseen)",
+                hint=f"Run `manage.py migrate --database {using}`.",
+                obj=spec.model,
+                id="stepping_django.W004",
+            )
+            for spec in missing
+        ]
+    return out

@@ -10,6 +10,7 @@
         "BACKGROUND_SEND": True,  # send apply tasks from a thread, not in the commit
         "SEND_INTERVAL_SECS": 0.01,  # that thread sends at most once per this
         "MAX_ROW_BYTES": 1048576,  # largest encoded input row a view accepts
+        "DATABASE_TRIGGERS": True,  # on Postgres, capture with triggers (migrate installs)
     }
 
 Every key is optional; the accessors below give the defaults. Settings are read at each
@@ -32,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "BACKGROUND_SEND": True,
     "SEND_INTERVAL_SECS": 0.01,
     "MAX_ROW_BYTES": 1 << 20,
+    "DATABASE_TRIGGERS": True,
 }
 
 
@@ -104,6 +106,14 @@ def max_row_bytes() -> int:
     of the operators it passes through, so a big row costs several times its size.
     Default 1 MiB."""
     return int(_get("MAX_ROW_BYTES"))
+
+
+def database_triggers() -> bool:
+    """On Postgres, capture writes with statement triggers that `migrate` installs on the
+    tables views read (`triggers.py`): no round trip of its own per write, and raw SQL,
+    `QuerySet.update` and TRUNCATE are captured too. Off: signals and `StepManager`
+    insert the keys, as on SQLite, and the next `migrate` drops the triggers. Default True."""
+    return bool(_get("DATABASE_TRIGGERS"))
 
 
 def validate() -> list[str]:

@@ -29,11 +29,15 @@ class ViewRegistry:
         self._views[view.label] = view
         from stepping_django import capture
 
+        capture.views_changed()
         capture.connect_models(view.models)
 
     def unregister(self, label: str) -> None:
         self._views.pop(label, None)
         self.duplicates = [v for v in self.duplicates if v.label != label]
+        from stepping_django import capture
+
+        capture.views_changed()
 
     def get(self, label: str) -> IncrementalView:
         try:

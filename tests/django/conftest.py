@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from stepping_django import triggers
 from stepping_django.declare import IncrementalView
 from stepping_django.registry import registry
 from tests.conftest import service_missing
@@ -87,6 +88,23 @@ def assert_views_fresh(using: str) -> None:
             f"{sorted(map(repr, expected.iter()))}"
         )
     assert not Outbox.objects.using(using).exists()
+
+
+@pytest.fixture
+def signal_capture(using: str) -> Iterator[None]:
+    """Capture by signals and StepManager on both databases: Postgres's capture triggers
+    (triggers.py) are dropped while the test runs, and installed again after it."""
+    if using != "postgres":
+        yield
+        return
+    triggers.uninstall(using)
+    try:
+        yield
+    finally:
+        if connections[using].in_atomic_block:
+            triggers.forget()  # the test's transaction, rolled back next, drops nothing
+        else:
+            triggers.install(using)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """capture.py: each kind of write puts the keys it wrote in the outbox of every view that
-reads the model, in the writer's transaction."""
+reads the model, in the writer's transaction. Capture by signals and StepManager, on both
+databases (Postgres's capture triggers are tested in test_triggers.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import stepping_django
 from stepping_django.models import Outbox
 from tests.testapp.models import Basket, LineItem, PlainNote, Product, ProductProxy
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("signal_capture")]
 
 PRODUCT_VIEWS = ["testapp.basket_totals", "testapp.checked_prices"]
 LINE_ITEM_VIEWS = ["testapp.basket_totals", "testapp.product_quantities", "testapp.top_quantities"]
