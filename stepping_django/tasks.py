@@ -151,12 +151,12 @@ def send(
     dedupe_cache: str | None,
     countdown: float | None = None,
     attempt: int = 0,
-) -> None:
+) -> bool:
     """Send one apply task for `labels` to `queue` (unless one is waiting, by the flag in
     cache `dedupe_cache`): `enqueue` with the settings given, as the publisher read them
-    at the commit."""
+    at the commit. Returns False when a waiting task made the send unnecessary."""
     if dedupe_cache is not None and not _add_flag(dedupe_cache, using, queue):
-        return
+        return False
     options: dict[str, Any] = {}
     if queue is not None:
         options["queue"] = queue
@@ -169,3 +169,4 @@ def send(
         if dedupe_cache is not None:
             caches[dedupe_cache].delete(_flag(using, queue))
         raise
+    return True

@@ -145,3 +145,32 @@ def test_the_settings_of_the_commit_decide_where_the_task_goes(sent: Sent) -> No
     with override_settings(STEPPING={**settings, "QUEUE": "at-send"}):
         assert publish.flush()
     assert sent.queues == [None, "at-commit"]
+
+
+def test_while_a_task_waits_the_publisher_checks_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each send that finds a task already waiting doubles the interval (up to
+    WAITING_INTERVAL_SECS); a send that sends resets it."""
+    import time
+
+    answers = [False] * 6 + [True, True]  # six times "already waiting", then sent
+    times: list[float] = []
+
+    def send(*args: Any, **kwargs: Any) -> bool:
+        times.append(time.monotonic())
+        return answers[len(times) - 1] if len(times) <= len(answers) else True
+
+    monkeypatch.setattr(tasks, "send", send)
+    monkeypatch.setattr(publish, "WAITING_INTERVAL_SECS", 10.0)
+    with override_settings(STEPPING={"EAGER": False, "SEND_INTERVAL_SECS": 0.01}):
+        while len(times) < len(answers):
+            publish.submit({"testapp.basket_totals"}, "default")
+            time.sleep(0.002)
+        assert publish.flush()
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    # After k sends in a row found a task waiting, the next waits 0.01 * 2**k at least.
+    for k, gap in enumerate(gaps[:6], start=1):
+        assert gap >= 0.01 * 2**k * 0.99, gaps
+    # The sixth found one waiting too (0.64 s); the seventh sent: back to 0.01 s.
+    assert gaps[6] < 0.5, gaps
