@@ -21,6 +21,7 @@ import functools
 import hashlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -84,8 +85,9 @@ class _Plan:
     inserted: list[tuple[type[models.Model], list[str]]]
 
 
-#: Per (model, database alias, DATABASE_TRIGGERS), until the views or triggers change.
-_plans: dict[tuple[type[models.Model], str, bool], _Plan] = {}
+#: Per (model, database alias, DATABASE_TRIGGERS): the plan and until when it holds (the
+#: views or triggers changing end it sooner).
+_plans: dict[tuple[type[models.Model], str, bool], tuple[_Plan, float]] = {}
 _plans_generation = -1
 
 
@@ -95,16 +97,21 @@ def _plan(model: type[models.Model], using: str) -> _Plan:
         _plans.clear()
         _plans_generation = triggers.generation
     key = (model, using, conf.database_triggers())
-    plan = _plans.get(key)
-    if plan is None:
-        watched = _watched(model)
-        connection = connections[using]
-        plan = _plans[key] = _Plan(
-            labels=frozenset(label for _, labels in watched for label in labels),
-            inserted=[
-                (m, labels) for m, labels in watched if not triggers.captures(connection, m, labels)
-            ],
-        )
+    cached = _plans.get(key)
+    now = time.monotonic()
+    if cached is not None and now < cached[1]:
+        return cached[0]
+    watched = _watched(model)
+    connection = connections[using]
+    plan = _Plan(
+        labels=frozenset(label for _, labels in watched for label in labels),
+        inserted=[
+            (m, labels) for m, labels in watched if not triggers.captures(connection, m, labels)
+        ],
+    )
+    # Keys inserted here on Postgres: ask again later whether triggers were installed since.
+    recheck = plan.inserted and connection.vendor == "postgresql" and key[2]
+    _plans[key] = (plan, now + triggers.RECHECK_SECS if recheck else float("inf"))
     return plan
 
 

@@ -13,7 +13,8 @@ reads from the catalog whether the installed triggers capture exactly its own vi
 model (`captures`). When they do, its signals only schedule the apply; when they do not
 (another version of the code, a model added since the last migrate, a primary key whose
 text form could differ from Python's, another database), it inserts the outbox rows
-itself, as on SQLite. A key captured by both is applied once.
+itself, as on SQLite, and looks again after RECHECK_SECS. A key captured by both is
+applied once.
 
 Triggers follow `session_replication_role`: a session in `replica` mode (pg_restore's
 data-only restores, some replication tools) writes without capture, as it writes
@@ -26,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 
 from django.db import connections, models, router, transaction
@@ -110,25 +112,30 @@ def spec_for(model: type[models.Model], views: tuple[str, ...]) -> TriggerSpec |
 
 # -- at write time --------------------------------------------------------------------------
 
-#: (database alias, function prefix) -> whether those triggers are installed.
-_installed: dict[tuple[str, str], bool] = {}
+#: A process that found no triggers for its views asks again after this many seconds
+#: (code deployed before `migrate` ran), so it stops inserting keys itself soon after.
+RECHECK_SECS = 60.0
+#: (database alias, function prefix) -> (whether those triggers are installed, when asked).
+_installed: dict[tuple[str, str], tuple[bool, float]] = {}
 #: Counts `forget` calls, so that what callers derived from `captures` is recomputed.
 generation = 0
 
 
 def captures(connection: BaseDatabaseWrapper, model: type[models.Model], views: list[str]) -> bool:
     """Whether triggers on `connection` write the outbox rows of `views` for `model`'s rows
-    (asked of the catalog once per process, database and set of views)."""
+    (asked of the catalog once per process, database and set of views; a "no" again after
+    RECHECK_SECS)."""
     if connection.vendor != "postgresql" or not conf.database_triggers():
         return False
     spec = spec_for(model, tuple(sorted(views)))
     if spec is None:
         return False
     key = (connection.alias, spec.digest)
-    found = _installed.get(key)
-    if found is None:
-        found = _installed[key] = installed(connection, spec)
-    return found
+    known = _installed.get(key)
+    now = time.monotonic()
+    if known is None or (not known[0] and now - known[1] >= RECHECK_SECS):
+        known = _installed[key] = (installed(connection, spec), now)
+    return known[0]
 
 
 def installed(connection: BaseDatabaseWrapper, spec: TriggerSpec) -> bool:

@@ -248,3 +248,29 @@ def test_the_database_check_warns_about_missing_triggers(using: str) -> None:
     assert all(f"database {using!r}" in w.msg for w in warnings)
     triggers.install(using)
     assert check_capture_triggers(databases=[using]) == []
+
+
+def test_a_process_that_found_no_triggers_asks_again_later(
+    using: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Code deployed before `migrate`: once another process installs the triggers, this
+    one stops inserting its keys itself after RECHECK_SECS."""
+    import time
+
+    monkeypatch.setattr(triggers, "RECHECK_SECS", 2.0)
+    triggers.uninstall(using)
+    Product.objects.using(using).create(name="tv", price=3)  # learns: no triggers
+    captured(using)
+    connection = connections[using]
+    for spec in triggers.wanted(using):  # as another process's migrate would
+        triggers._install_one(connection, spec)
+
+    def inserts() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            Product.objects.using(using).create(name="radio", price=3)
+        assert len(captured(using)) >= len(PRODUCT_VIEWS)
+        return len(outbox_inserts(queries))
+
+    assert inserts() == 1  # still its own INSERT within RECHECK_SECS
+    time.sleep(2.1)
+    assert inserts() == 0
