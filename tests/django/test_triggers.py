@@ -274,3 +274,14 @@ def test_a_process_that_found_no_triggers_asks_again_later(
     assert inserts() == 1  # still its own INSERT within RECHECK_SECS
     time.sleep(2.1)
     assert inserts() == 0
+
+
+def test_install_leaves_triggers_that_already_capture_the_views_alone(using: str) -> None:
+    def oids() -> set[int]:
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT oid FROM pg_trigger WHERE tgname LIKE 'stepping\\_capture\\_%%'")
+            return {oid for (oid,) in cursor.fetchall()}
+
+    before = oids()
+    assert {s.table for s in triggers.install(using)} >= {"testapp_product", "testapp_lineitem"}
+    assert oids() == before  # not dropped and created again
