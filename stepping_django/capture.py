@@ -115,11 +115,6 @@ def _plan(model: type[models.Model], using: str) -> _Plan:
     return plan
 
 
-def _by_triggers(model: type[models.Model], using: str) -> bool:
-    """Whether the database's triggers capture every view reading `model` (triggers.py)."""
-    return not _plan(model, using).inserted
-
-
 def capture(
     model: type[models.Model], pks: Iterable[Any] | None, using: str, *, insert: bool = False
 ) -> None:
@@ -303,8 +298,9 @@ def _on_referenced_delete(
     """Before `instance` is deleted, capture the watched rows its deletion will update
     (the triggers of their table, where installed, capture them without this query)."""
     for model, field in _set_on_delete.get(sender._meta.concrete_model, ()):
-        if _by_triggers(model, using):
-            _schedule(_plan(model, using).labels, using)
+        plan = _plan(model, using)
+        if not plan.inserted:
+            _schedule(plan.labels, using)
             continue
         pks = model._base_manager.using(using).filter(**{field.name: instance})
         capture(model, list(pks.values_list("pk", flat=True)), using)

@@ -94,10 +94,7 @@ class Publisher:
                 self._idle = False
                 self._sending = True
             try:
-                interval = conf.send_interval_secs()
-                if waiting:
-                    interval = min(interval * 2**waiting, max(interval, WAITING_INTERVAL_SECS))
-                wait = last + interval - time.monotonic()
+                wait = last + _interval(waiting) - time.monotonic()
                 if wait > 0 and not _exiting:
                     time.sleep(wait)  # commits meanwhile join this send
                 with self._lock:
@@ -130,6 +127,16 @@ class Publisher:
                     "stepping_django: could not send the apply task of views %s", sorted(labels)
                 )
         return sent
+
+
+def _interval(waiting: int) -> float:
+    """The least time between two sends after `waiting` sends in a row found a task
+    already waiting: SEND_INTERVAL_SECS, doubled at each such send up to
+    WAITING_INTERVAL_SECS."""
+    interval = conf.send_interval_secs()
+    if not waiting:
+        return interval
+    return min(interval * 2**waiting, max(interval, WAITING_INTERVAL_SECS))
 
 
 publisher = Publisher()

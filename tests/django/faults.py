@@ -11,7 +11,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from django.db import connections
 
@@ -117,6 +119,16 @@ class Worker:
             for i in range(1, self.starts + 1)
         ]
         return "\n".join(parts)[-6000:]
+
+
+def blocked_backend(admin: psycopg.Connection[Any], table: str) -> int | None:
+    """The backend waiting for a lock on `table`, if any."""
+    row = admin.execute(
+        "SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname = %s AND NOT l.granted",
+        [table],
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def views_fresh(using: str) -> bool:

@@ -35,6 +35,7 @@ from tests.conftest import IN_CI
 from tests.django.faults import (
     USING,
     Worker,
+    blocked_backend,
     new_queue,
     random_write,
     require_broker,
@@ -74,15 +75,6 @@ def _report(**counts: int) -> None:
 # -- C: the worker's connection terminated mid-iteration -----------------------------------
 
 
-def _blocked_backend(admin: psycopg.Connection[Any], table: str) -> int | None:
-    row = admin.execute(
-        "SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-        "WHERE c.relname = %s AND NOT l.granted",
-        [table],
-    ).fetchone()
-    return None if row is None else int(row[0])
-
-
 def test_a_worker_connection_terminated_mid_apply_rolls_back_and_retries(tmp_path: Path) -> None:
     require_broker()
     _seed()
@@ -110,7 +102,7 @@ def test_a_worker_connection_terminated_mid_apply_rolls_back_and_retries(tmp_pat
             with _writing(queue):
                 LineItem.objects.using(USING).update(qty=terminated + 11)
             deadline = time.monotonic() + 60
-            while (pid := _blocked_backend(admin, table)) is None:
+            while (pid := blocked_backend(admin, table)) is None:
                 assert time.monotonic() < deadline, worker.log()
                 time.sleep(0.05)
             assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)

@@ -37,6 +37,7 @@ from tests.django.conftest import assert_views_fresh, registered
 from tests.django.faults import (
     USING,
     Worker,
+    blocked_backend,
     new_queue,
     random_write,
     require_broker,
@@ -224,16 +225,6 @@ def _writing(queue: str) -> Any:
     return override_settings(STEPPING={"EAGER": False, "QUEUE": queue, "BACKGROUND_SEND": False})
 
 
-def _blocked_on(admin: psycopg.Connection[Any], table: str) -> int | None:
-    """The backend waiting for a lock on `table`, if any."""
-    row = admin.execute(
-        "SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-        "WHERE c.relname = %s AND NOT l.granted",
-        [table],
-    ).fetchone()
-    return None if row is None else int(row[0])
-
-
 def _until(condition: Any, what: str, workers: list[Worker], secs: float = 60) -> None:
     deadline = time.monotonic() + secs
     while not condition():
@@ -257,7 +248,7 @@ def test_two_workers_apply_successive_batches_of_one_view_at_once(
         locker.execute(f'LOCK TABLE "{group[0]}" IN ACCESS EXCLUSIVE MODE')
         with _writing(queue):
             LineItem.objects.using(USING).filter(qty=1).update(qty=5)
-        _until(lambda: _blocked_on(admin, group[0]), "batch t+1 never blocked", workers)
+        _until(lambda: blocked_backend(admin, group[0]), "batch t+1 never blocked", workers)
         assert all(_times(parallel_view)[n] == t + 1 for n in join)
         # The second batch, on the other worker, overtakes it on the join's tables.
         with _writing(queue):
@@ -337,12 +328,12 @@ def test_a_worker_killed_mid_batch_costs_a_rebuild_and_loses_nothing(
         locker.execute(f'LOCK TABLE "{group[0]}" IN ACCESS EXCLUSIVE MODE')
         with _writing(queue):
             LineItem.objects.using(USING).filter(qty=1).update(qty=7)
-        _until(lambda: _blocked_on(admin, group[0]), "the batch never blocked", workers)
+        _until(lambda: blocked_backend(admin, group[0]), "the batch never blocked", workers)
         assert all(_times(parallel_view)[n] == start.time + 1 for n in join)  # part-way
         worker.kill()
         # Its backend ends once its statement does (README, Faults): the batch's lock goes.
         locker.commit()
-        _until(lambda: not _blocked_on(admin, group[0]), "the backend never ended", workers)
+        _until(lambda: not blocked_backend(admin, group[0]), "the backend never ended", workers)
         assert PipelineBatch.objects.using(USING).filter(time=start.time + 1).exists()
         worker.start()
         worker.wait_ready()

@@ -147,30 +147,35 @@ def test_the_settings_of_the_commit_decide_where_the_task_goes(sent: Sent) -> No
     assert sent.queues == [None, "at-commit"]
 
 
-def test_while_a_task_waits_the_publisher_checks_less_often(
+def test_the_interval_doubles_while_a_task_waits_up_to_its_cap() -> None:
+    with override_settings(STEPPING={"SEND_INTERVAL_SECS": 0.01}):
+        got = [publish._interval(k) for k in range(6)]
+    assert got == [0.01, 0.02, 0.04, publish.WAITING_INTERVAL_SECS, 0.05, 0.05]
+    with override_settings(STEPPING={"SEND_INTERVAL_SECS": 0.2}):  # above the cap: kept
+        assert publish._interval(3) == 0.2
+
+
+def test_each_send_that_finds_a_task_waiting_lengthens_the_next_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Each send that finds a task already waiting doubles the interval (up to
-    WAITING_INTERVAL_SECS); a send that sends resets it."""
-    import time
-
-    answers = [False] * 6 + [True, True]  # six times "already waiting", then sent
-    times: list[float] = []
+    """The thread counts the sends in a row that found a task waiting (tasks.send returned
+    False) and waits `_interval(count)` before the next; a send that sends resets it."""
+    answers = [False] * 6 + [True, False]
+    sends: list[int] = []
+    counts: list[int] = []
 
     def send(*args: Any, **kwargs: Any) -> bool:
-        times.append(time.monotonic())
-        return answers[len(times) - 1] if len(times) <= len(answers) else True
+        sends.append(1)
+        return answers[len(sends) - 1] if len(sends) <= len(answers) else True
+
+    def interval(waiting: int) -> float:
+        counts.append(waiting)
+        return 0.0  # no sleeping: the test follows the counts, not the clock
 
     monkeypatch.setattr(tasks, "send", send)
-    monkeypatch.setattr(publish, "WAITING_INTERVAL_SECS", 10.0)
-    with override_settings(STEPPING={"EAGER": False, "SEND_INTERVAL_SECS": 0.01}):
-        while len(times) < len(answers):
+    monkeypatch.setattr(publish, "_interval", interval)
+    with override_settings(STEPPING={"EAGER": False}):
+        while len(sends) < len(answers) + 1:
             publish.submit({"testapp.basket_totals"}, "default")
-            time.sleep(0.002)
-        assert publish.flush()
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    # After k sends in a row found a task waiting, the next waits 0.01 * 2**k at least.
-    for k, gap in enumerate(gaps[:6], start=1):
-        assert gap >= 0.01 * 2**k * 0.99, gaps
-    # The sixth found one waiting too (0.64 s); the seventh sent: back to 0.01 s.
-    assert gaps[6] < 0.5, gaps
+            assert publish.flush()
+    assert counts[: len(answers) + 1] == [0, 1, 2, 3, 4, 5, 6, 0, 1]

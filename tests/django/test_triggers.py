@@ -3,7 +3,7 @@ read, in the writer's statement, with no outbox INSERT from Python."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import connections, transaction
@@ -250,19 +250,14 @@ def test_the_database_check_warns_about_missing_triggers(using: str) -> None:
     assert check_capture_triggers(databases=[using]) == []
 
 
-def test_a_process_that_found_no_triggers_asks_again_later(
-    using: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Code deployed before `migrate`: once another process installs the triggers, this
-    one stops inserting its keys itself after RECHECK_SECS."""
-    import time
-
-    monkeypatch.setattr(triggers, "RECHECK_SECS", 2.0)
+def _no_triggers_then_installed_by_another_process(using: str) -> Callable[[], int]:
+    """This process learns that the triggers are missing, then another process's migrate
+    installs them; returns a write that tells how many outbox INSERTs Python sent."""
     triggers.uninstall(using)
     Product.objects.using(using).create(name="tv", price=3)  # learns: no triggers
     captured(using)
     connection = connections[using]
-    for spec in triggers.wanted(using):  # as another process's migrate would
+    for spec in triggers.wanted(using):
         triggers._install_one(connection, spec)
 
     def inserts() -> int:
@@ -271,8 +266,25 @@ def test_a_process_that_found_no_triggers_asks_again_later(
         assert len(captured(using)) >= len(PRODUCT_VIEWS)
         return len(outbox_inserts(queries))
 
-    assert inserts() == 1  # still its own INSERT within RECHECK_SECS
-    time.sleep(2.1)
+    return inserts
+
+
+def test_a_process_that_found_no_triggers_keeps_inserting_until_it_asks_again(
+    using: str,
+) -> None:
+    inserts = _no_triggers_then_installed_by_another_process(using)
+    assert triggers.RECHECK_SECS >= 60
+    assert inserts() == 1  # within RECHECK_SECS: its own INSERT still
+    assert inserts() == 1
+
+
+def test_a_process_that_found_no_triggers_stops_inserting_once_it_asks_again(
+    using: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Code deployed before `migrate`: once another process installs the triggers and
+    RECHECK_SECS has passed (0 here), this one no longer inserts its keys itself."""
+    monkeypatch.setattr(triggers, "RECHECK_SECS", 0.0)
+    inserts = _no_triggers_then_installed_by_another_process(using)
     assert inserts() == 0
 
 
