@@ -201,14 +201,15 @@ def _enc_data(row: Any) -> bytes:
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     cls = type(row)
-    try:
-        get, head, single = cls.__st_enc__
-    except AttributeError:
+    # The class's own plan, never an inherited one: a subclass has its own id and fields.
+    plan = cls.__dict__.get("__st_enc__")
+    if plan is None:
         fields = cls.__st_fields__
         get = operator.attrgetter(*fields) if fields else (lambda r: ())
         head = _array_head(len(fields) + 1) + _enc_int(class_id(cls))
-        single = len(fields) == 1
-        type.__setattr__(cls, "__st_enc__", (get, head, single))
+        plan = (get, head, len(fields) == 1)
+        type.__setattr__(cls, "__st_enc__", plan)
+    get, head, single = plan
     values = get(row)
     try:
         if single:

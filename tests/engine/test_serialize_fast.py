@@ -114,3 +114,15 @@ def test_an_unsupported_value_is_named_by_its_field() -> None:
 
     with pytest.raises(st.SerializationError, match=r"Loose\.v"):
         dumps(Loose(v=object()))
+
+
+def test_a_subclass_row_is_written_with_its_own_fields_after_a_base_row() -> None:
+    class Base(st.Data):
+        x: int
+
+    class Child(Base):
+        y: int
+
+    assert _enc(Base(x=1)) == _pack(Base(x=1))
+    assert _enc(Child(x=1, y=2)) == _pack(Child(x=1, y=2))
+    assert loads(dumps(Child(x=1, y=2))) == Child(x=1, y=2)
