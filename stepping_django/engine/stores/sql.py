@@ -187,6 +187,12 @@ class Dialect:
     def upsert(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
         raise NotImplementedError
 
+    def upsert_settling(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        """Upsert rows whose stored weights are unknown: a row stored at exactly minus its
+        delta is deleted instead, so no row is left at weight 0 and none is checked after.
+        A retracted row is deleted without being written first."""
+        raise NotImplementedError
+
     def existing_columns(self, conn: Any, names: list[str]) -> dict[str, set[str]]:
         raise NotImplementedError
 
@@ -606,8 +612,9 @@ class SQLState:
         rows whose weight reached 0.
 
         A row whose stored weight this iteration has read (`_known`) is deleted outright
-        when it reaches 0, and never re-checked otherwise; only the other rows are checked
-        for a weight of 0 after the upsert (`DELETE ... WHERE c = 0`)."""
+        when it reaches 0, and upserted otherwise; the other rows go through
+        `upsert_settling`, which deletes those stored at minus their change and upserts
+        the rest, so a retraction costs a delete, not a write and a delete."""
         if not self._pending:
             self.forget_reads()
             return
@@ -623,9 +630,9 @@ class SQLState:
                         if row not in known:
                             known[row] = 0  # under a looked-up key, not stored
         write_row, id_of, keep = self.table.write_row, self._rows.id_of, self._rows.keep
-        rows: list[tuple[Any, ...]] = []
+        rows: list[tuple[Any, ...]] = []  # stored weights known: the sum is not 0
+        unsure: list[tuple[Any, ...]] = []  # stored weights unknown
         gone: list[bytes] = []  # known rows reaching 0
-        check: list[bytes] = []  # rows that may reach 0
         for row, c in self._pending.items():
             stored = known.get(row)
             if stored is not None and not stored + c:
@@ -634,22 +641,19 @@ class SQLState:
                 continue
             rid = id_of(row)
             if rid is not None or isinstance(row, Data):  # Data rows cache their bytes
-                rows.append(write_row(row, rid or self._id(row), c))
+                written = write_row(row, rid or self._id(row), c)
             else:  # encode once, for the identity and the data
                 data = dumps(row)
-                rid = identity_of_bytes(data)
-                rows.append(write_row(row, rid, c, data))
-            keep(rows[-1][0], row)  # the next reads of this row need not decode it
-            if stored is None:
-                check.append(rows[-1][0])
+                written = write_row(row, identity_of_bytes(data), c, data)
+            keep(written[0], row)  # the next reads of this row need not decode it
+            (unsure if stored is None else rows).append(written)
         if rows:
             d.upsert(conn, self.table, rows)
+        if unsure:
+            d.upsert_settling(conn, self.table, unsure)
         for chunk in self._chunks(gone, 1) if gone else ():
             cond, params = d.ids_in(chunk)
             d.execute(conn, f"DELETE FROM {self.table.q} WHERE {cond}", params)
-        for chunk in self._chunks(check, 1) if check else ():
-            cond, params = d.ids_in(chunk)
-            d.execute(conn, f'DELETE FROM {self.table.q} WHERE "c" = 0 AND ({cond})', params)
         self.drop_pending()
 
     def forget_reads(self) -> None:

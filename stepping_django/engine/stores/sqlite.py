@@ -93,6 +93,25 @@ class SQLiteDialect(Dialect):
             rows,
         )
 
+    def upsert_settling(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        by_delta: dict[int, list[bytes]] = {}
+        for r in rows:
+            by_delta.setdefault(r[-1], []).append(r[0])
+        size = self.max_keys(conn, 1) or len(rows)
+        gone: set[bytes] = set()
+        for c, ids in by_delta.items():
+            for i in range(0, len(ids), size):
+                chunk = ids[i : i + size]
+                cur = conn.execute(
+                    f'DELETE FROM {table.q} WHERE "c" = ? AND "identity" IN '
+                    f'({", ".join("?" * len(chunk))}) RETURNING "identity"',
+                    [-c, *chunk],
+                )
+                gone.update(row_id for (row_id,) in cur)
+        rest = [r for r in rows if r[0] not in gone] if gone else rows
+        if rest:
+            self.upsert(conn, table, rest)
+
     def existing_columns(self, conn: Any, names: list[str]) -> dict[str, set[str]]:
         wanted = set(names)
         found: dict[str, set[str]] = {}
