@@ -208,6 +208,10 @@ class Dialect:
     def check_connection(self, conn: Any, owns_transaction: bool) -> None:
         """Refuse a connection the store cannot use as configured."""
 
+    def prepare(self, conn: Any) -> Self:
+        """The dialect for `conn`, which the store is about to use (each time one is made)."""
+        return self
+
     def lock_for_ddl(self, conn: Any) -> None:
         """Keep other processes creating the same tables out until this transaction ends."""
 
@@ -747,6 +751,7 @@ class StoreSQL:
 
     def __init__(self, conn: Any, *, owns_transaction: bool = True) -> None:
         self.dialect.check_connection(conn, owns_transaction)
+        self.dialect = self.dialect.prepare(conn)
         self.conn = conn
         self.owns_transaction = owns_transaction
         self._states: dict[str, SQLState] = {}

@@ -3,18 +3,28 @@ transaction someone else owns (as the Django layer does)."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import subprocess
 import sys
 import types
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from stepping_django import engine as st
 from stepping_django.engine.stores.base import StateSpec
-from stepping_django.engine.stores.postgres import POOL_MAX_SIZE, close_pools
+from stepping_django.engine.stores.postgres import (
+    POOL_MAX_SIZE,
+    PackedArray,
+    close_pools,
+    pg_array,
+    register_packed_arrays,
+)
 from tests.engine.seed_query import LineItem, Product, cache, graph
 from tests.engine.stores.postgres_schemas import Schemas, require_postgres
 
@@ -134,3 +144,38 @@ def test_importing_the_engine_does_not_import_psycopg() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert shown.stdout.strip() == "False"
+
+
+PACKED_VALUES: dict[str, list[Any]] = {
+    "bytea[]": [b"", b"\x00\xff", b"x" * 300],
+    "bigint[]": [0, -1, 2**63 - 1, -(2**63)],
+    "float8[]": [0.0, -2.5, 1e300, float("inf"), float("-inf")],
+    "boolean[]": [True, False],
+    "date[]": [
+        datetime.date(1, 1, 1), datetime.date(1999, 12, 31), datetime.date(2000, 1, 1),
+        datetime.date(2023, 1, 31), datetime.date(9999, 12, 31),
+    ],
+    "uuid[]": [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1), uuid.UUID(int=12345)],
+    "text[]": ["", "a", "é名前", "x" * 1000, "quote ' and \" and {,}"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("array_type", sorted(PACKED_VALUES))
+def test_arrays_packed_by_the_store_reach_the_server_as_the_values_they_hold(
+    url: str, array_type: str
+) -> None:
+    values = PACKED_VALUES[array_type]
+    with psycopg.connect(url) as conn:
+        register_packed_arrays(conn)
+        for sent in (values, values[:1], []):
+            packed = pg_array(array_type, sent)
+            assert isinstance(packed, PackedArray)
+            (got,) = conn.execute(f"SELECT %b::{array_type}", [packed]).fetchone()
+            assert got == sent
+
+
+def test_arrays_holding_null_or_of_other_types_are_left_to_psycopg() -> None:
+    assert pg_array("bigint[]", [1, None]) == [1, None]
+    assert pg_array("numeric[]", [decimal.Decimal("1.5")]) == [decimal.Decimal("1.5")]
+    with pytest.raises(psycopg.DataError, match="NUL"):
+        pg_array("text[]", ["a\0b"])
