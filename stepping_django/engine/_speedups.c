@@ -1,0 +1,665 @@
+/* The row encoder of stepping_django/engine/serialize.py, in C (optional: without it the
+ * engine runs the same encoder in pure Python).
+ *
+ * serialize.py is the reference: `enc` gives byte for byte what its `_enc` gives. Row
+ * identities are made from these bytes and stored in databases, so any difference would
+ * corrupt them; tests/engine/test_speedups.py checks this file against msgpack and against
+ * the pure Python path. Only the types rows are made of are
+ * written here; every other value, and what this file leaves out (ints beyond 64 bits,
+ * strings that are not UTF-8, a row class without an encoding plan yet, a row with a field
+ * that cannot be stored), goes to the Python functions that serialize.py hands to `init`.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <datetime.h>
+#include <stdint.h>
+#include <string.h>
+
+#define EXT_DATA 1
+#define EXT_PAIR 2
+#define EXT_DATE 5
+#define EXT_DATETIME 6
+#define EXT_UUID 7
+#define EXT_HEAD_MAX 6 /* 0xc9, 4 length bytes, code */
+#define MAX_LEN 0xFFFFFFFFLL /* longer strings, sequences and bodies go to Python (which raises) */
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define LOOKUP_ATTR PyObject_GetOptionalAttr
+#else
+#define LOOKUP_ATTR _PyObject_LookupAttr
+#endif
+
+/* Set by init(): the engine's classes and the Python encoder this one falls back to. */
+static PyObject *DataType, *PairType, *UUIDType, *SerializationError;
+static PyObject *enc_py, *enc_data_py;
+static PyTypeObject *TimezoneType;
+static PyObject *s_st_bytes, *s_st_enc, *s_left, *s_right, *s_int, *s_isoformat,
+    *s_utcoffset;
+
+/* The last `datetime.timezone` seen and its isoformat suffix ("+00:00"): rows share one. */
+static PyObject *last_tz;
+static char last_suffix[24];
+static Py_ssize_t last_suffix_len;
+
+/* -- output buffer --------------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *p;
+    Py_ssize_t len, cap;
+    unsigned char small[256];
+} Buf;
+
+static void buf_init(Buf *b) {
+    b->p = b->small;
+    b->len = 0;
+    b->cap = sizeof b->small;
+}
+
+static void buf_free(Buf *b) {
+    if (b->p != b->small) PyMem_Free(b->p);
+}
+
+static int buf_grow(Buf *b, Py_ssize_t n) {
+    Py_ssize_t cap = b->cap;
+    while (cap - b->len < n) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    unsigned char *p;
+    if (b->p == b->small) {
+        p = PyMem_Malloc(cap);
+        if (p != NULL) memcpy(p, b->small, b->len);
+    } else {
+        p = PyMem_Realloc(b->p, cap);
+    }
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Room for `n` more bytes: the place to write them (the length already counts them). */
+static inline unsigned char *buf_take(Buf *b, Py_ssize_t n) {
+    if (b->cap - b->len < n && buf_grow(b, n) < 0) return NULL;
+    unsigned char *w = b->p + b->len;
+    b->len += n;
+    return w;
+}
+
+static inline int buf_put(Buf *b, const void *src, Py_ssize_t n) {
+    unsigned char *w = buf_take(b, n);
+    if (w == NULL) return -1;
+    memcpy(w, src, n);
+    return 0;
+}
+
+static inline void be16(unsigned char *w, uint16_t v) {
+    w[0] = (unsigned char)(v >> 8);
+    w[1] = (unsigned char)v;
+}
+
+static inline void be32(unsigned char *w, uint32_t v) {
+    be16(w, (uint16_t)(v >> 16));
+    be16(w + 2, (uint16_t)v);
+}
+
+static inline void be64(unsigned char *w, uint64_t v) {
+    be32(w, (uint32_t)(v >> 32));
+    be32(w + 4, (uint32_t)v);
+}
+
+/* A one-byte tag, then `v` big-endian in `size` bytes (0, 1, 2, 4 or 8). */
+static int put_tagged(Buf *b, unsigned char tag, uint64_t v, int size) {
+    unsigned char *w = buf_take(b, 1 + size);
+    if (w == NULL) return -1;
+    w[0] = tag;
+    switch (size) {
+    case 0: break;
+    case 1: w[1] = (unsigned char)v; break;
+    case 2: be16(w + 1, (uint16_t)v); break;
+    case 4: be32(w + 1, (uint32_t)v); break;
+    default: be64(w + 1, v);
+    }
+    return 0;
+}
+
+/* -- atoms (serialize._enc_int, _enc_float, _enc_str, _enc_bytes, _array_head) -------- */
+
+static int put_int(Buf *b, long long v) {
+    if (v >= -32 && v < 128) return put_tagged(b, (unsigned char)v, 0, 0);
+    if (v > 0) {
+        if (v < 0x100) return put_tagged(b, 0xCC, (uint64_t)v, 1);
+        if (v < 0x10000) return put_tagged(b, 0xCD, (uint64_t)v, 2);
+        if (v < 0x100000000LL) return put_tagged(b, 0xCE, (uint64_t)v, 4);
+        return put_tagged(b, 0xCF, (uint64_t)v, 8);
+    }
+    if (v >= -0x80) return put_tagged(b, 0xD0, (uint64_t)v, 1);
+    if (v >= -0x8000) return put_tagged(b, 0xD1, (uint64_t)v, 2);
+    if (v >= -0x80000000LL) return put_tagged(b, 0xD2, (uint64_t)v, 4);
+    return put_tagged(b, 0xD3, (uint64_t)v, 8);
+}
+
+static int put_py(Buf *b, PyObject *encoded) {
+    if (!PyBytes_Check(encoded)) {
+        PyErr_Format(PyExc_TypeError, "an encoding must be bytes, not %.100s",
+                     Py_TYPE(encoded)->tp_name);
+        return -1;
+    }
+    return buf_put(b, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+}
+
+/* The Python encoder's bytes for `v` (serialize._enc_py). */
+static int enc_fallback(Buf *b, PyObject *v) {
+    PyObject *r = PyObject_CallOneArg(enc_py, v);
+    if (r == NULL) return -1;
+    int ok = put_py(b, r);
+    Py_DECREF(r);
+    return ok;
+}
+
+static int enc_int(Buf *b, PyObject *v) {
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow == 0) {
+        if (x == -1 && PyErr_Occurred()) return -1;
+        return put_int(b, x);
+    }
+    if (overflow > 0) {
+        unsigned long long u = PyLong_AsUnsignedLongLong(v);
+        if (!(u == (unsigned long long)-1 && PyErr_Occurred()))
+            return put_tagged(b, 0xCF, u, 8);
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+    }
+    return enc_fallback(b, v); /* EXT_BIGINT */
+}
+
+static int enc_float(Buf *b, PyObject *v) {
+    double d = PyFloat_AS_DOUBLE(v) + 0.0; /* -0.0 is 0.0 (see serialize._nz) */
+    uint64_t bits;
+    memcpy(&bits, &d, 8);
+    return put_tagged(b, 0xCB, bits, 8);
+}
+
+/* The UTF-8 of `v` in (*s, *n): its own data when ASCII, else a temporary copy left in *tmp
+ * (PyUnicode_AsUTF8AndSize would keep one in every stored string). 1 when `v` is not valid
+ * UTF-8 (the error cleared: Python raises its own), -1 on error. */
+static int utf8_view(PyObject *v, const char **s, Py_ssize_t *n, PyObject **tmp) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(v) < 0) return -1;
+#endif
+    if (PyUnicode_IS_ASCII(v)) {
+        *s = PyUnicode_DATA(v);
+        *n = PyUnicode_GET_LENGTH(v);
+        return 0;
+    }
+    *tmp = PyUnicode_AsUTF8String(v);
+    if (*tmp == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+        PyErr_Clear();
+        return 1;
+    }
+    *s = PyBytes_AS_STRING(*tmp);
+    *n = PyBytes_GET_SIZE(*tmp);
+    return 0;
+}
+
+static int enc_str(Buf *b, PyObject *v) {
+    const char *s;
+    Py_ssize_t n;
+    PyObject *tmp = NULL;
+    int ok = utf8_view(v, &s, &n, &tmp);
+    if (ok == 0) {
+        if (n > MAX_LEN) ok = 1;
+        else if (n < 32) ok = put_tagged(b, (unsigned char)(0xA0 | n), 0, 0);
+        else if (n < 0x100) ok = put_tagged(b, 0xD9, (uint64_t)n, 1);
+        else if (n < 0x10000) ok = put_tagged(b, 0xDA, (uint64_t)n, 2);
+        else ok = put_tagged(b, 0xDB, (uint64_t)n, 4);
+        if (ok == 0) ok = buf_put(b, s, n);
+    }
+    Py_XDECREF(tmp);
+    return ok > 0 ? enc_fallback(b, v) : ok;
+}
+
+static int enc_bytes(Buf *b, PyObject *v) {
+    Py_ssize_t n = PyBytes_GET_SIZE(v);
+    int r;
+    if (n < 0x100) r = put_tagged(b, 0xC4, (uint64_t)n, 1);
+    else if (n < 0x10000) r = put_tagged(b, 0xC5, (uint64_t)n, 2);
+    else if (n <= MAX_LEN) r = put_tagged(b, 0xC6, (uint64_t)n, 4);
+    else return enc_fallback(b, v);
+    return r < 0 ? -1 : buf_put(b, PyBytes_AS_STRING(v), n);
+}
+
+static int put_array_head(Buf *b, Py_ssize_t n) {
+    if (n < 16) return put_tagged(b, (unsigned char)(0x90 | n), 0, 0);
+    if (n < 0x10000) return put_tagged(b, 0xDC, (uint64_t)n, 2);
+    return put_tagged(b, 0xDD, (uint64_t)n, 4);
+}
+
+/* -- extensions (serialize._ext) ------------------------------------------------------- */
+
+/* Write the header of an extension whose body is `n` bytes; returns its size (2 to 6). */
+static int ext_head(unsigned char *w, int code, Py_ssize_t n) {
+    unsigned char fixed = n == 1 ? 0xD4 : n == 2 ? 0xD5 : n == 4 ? 0xD6 : n == 8 ? 0xD7
+                        : n == 16 ? 0xD8 : 0;
+    if (fixed) {
+        w[0] = fixed;
+        w[1] = (unsigned char)code;
+        return 2;
+    }
+    if (n < 0x100) {
+        w[0] = 0xC7;
+        w[1] = (unsigned char)n;
+        w[2] = (unsigned char)code;
+        return 3;
+    }
+    if (n < 0x10000) {
+        w[0] = 0xC8;
+        be16(w + 1, (uint16_t)n);
+        w[3] = (unsigned char)code;
+        return 4;
+    }
+    w[0] = 0xC9;
+    be32(w + 1, (uint32_t)n);
+    w[5] = (unsigned char)code;
+    return 6;
+}
+
+/* An extension is written as: EXT_HEAD_MAX bytes reserved at `start`, then the body; closing
+ * it writes the header and moves the body up against it. 1 when the body is too long. */
+static int ext_open(Buf *b, Py_ssize_t *start) {
+    *start = b->len;
+    return buf_take(b, EXT_HEAD_MAX) == NULL ? -1 : 0;
+}
+
+static int ext_close(Buf *b, Py_ssize_t start, int code) {
+    Py_ssize_t body = start + EXT_HEAD_MAX, n = b->len - body;
+    if (n > MAX_LEN) {
+        b->len = start;
+        return 1;
+    }
+    int h = ext_head(b->p + start, code, n);
+    memmove(b->p + start + h, b->p + body, n);
+    b->len = start + h + n;
+    return 0;
+}
+
+/* -- values ---------------------------------------------------------------------------- */
+
+static int enc_value(Buf *b, PyObject *v);
+static PyObject *enc_data(PyObject *row);
+
+static int enc_tuple(Buf *b, PyObject *v) {
+    Py_ssize_t n = PyTuple_GET_SIZE(v);
+    if (n > MAX_LEN) return enc_fallback(b, v);
+    if (put_array_head(b, n) < 0) return -1;
+    if (Py_EnterRecursiveCall(" while encoding a row")) return -1;
+    int ok = 0;
+    for (Py_ssize_t i = 0; i < n && ok == 0; i++) ok = enc_value(b, PyTuple_GET_ITEM(v, i));
+    Py_LeaveRecursiveCall();
+    return ok;
+}
+
+static int enc_pair(Buf *b, PyObject *v) {
+    PyObject *left = PyObject_GetAttr(v, s_left);
+    if (left == NULL) return -1;
+    PyObject *right = PyObject_GetAttr(v, s_right);
+    if (right == NULL) {
+        Py_DECREF(left);
+        return -1;
+    }
+    Py_ssize_t start;
+    int ok = -1;
+    if (Py_EnterRecursiveCall(" while encoding a row")) goto done;
+    if (ext_open(b, &start) == 0 && buf_put(b, "\x92", 1) == 0 && enc_value(b, left) == 0
+        && enc_value(b, right) == 0) {
+        ok = ext_close(b, start, EXT_PAIR);
+        if (ok > 0) ok = enc_fallback(b, v);
+    }
+    Py_LeaveRecursiveCall();
+done:
+    Py_DECREF(left);
+    Py_DECREF(right);
+    return ok;
+}
+
+static int enc_uuid(Buf *b, PyObject *v) {
+    PyObject *i = PyObject_GetAttr(v, s_int);
+    if (i == NULL) return -1;
+    if (!PyLong_CheckExact(i)) {
+        Py_DECREF(i);
+        return enc_fallback(b, v);
+    }
+    unsigned char *w = buf_take(b, 2 + 16);
+    if (w == NULL) {
+        Py_DECREF(i);
+        return -1;
+    }
+    w[0] = 0xD8;
+    w[1] = EXT_UUID;
+#if PY_VERSION_HEX >= 0x030D0000
+    int r = _PyLong_AsByteArray((PyLongObject *)i, w + 2, 16, 0, 0, 1);
+#else
+    int r = _PyLong_AsByteArray((PyLongObject *)i, w + 2, 16, 0, 0);
+#endif
+    Py_DECREF(i);
+    if (r < 0) { /* negative or over 128 bits: Python raises its own error */
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        b->len -= 2 + 16;
+        return enc_fallback(b, v);
+    }
+    return 0;
+}
+
+static int is_leap(int y) {
+    return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+}
+
+/* date.toordinal(): days since 0001-01-01, which is day 1. */
+static long ordinal(int y, int m, int d) {
+    static const int before_month[] = {0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+    long py = y - 1;
+    return py * 365 + py / 4 - py / 100 + py / 400 + before_month[m] + (m > 2 && is_leap(y)) + d;
+}
+
+static int enc_date(Buf *b, PyObject *v) {
+    Py_ssize_t start;
+    if (ext_open(b, &start) < 0) return -1;
+    long o = ordinal(PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v), PyDateTime_GET_DAY(v));
+    if (put_int(b, o) < 0) return -1;
+    return ext_close(b, start, EXT_DATE);
+}
+
+static char *put_digits(char *w, long v, int width) {
+    for (int i = width - 1; i >= 0; i--) {
+        w[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return w + width;
+}
+
+/* The isoformat() offset of a `datetime.timezone` ("+05:30", "-00:00:01.000001"), as
+ * datetime's format_utcoffset writes it; its length, or -1 on error. */
+static Py_ssize_t tz_suffix(PyObject *tz, char *out) {
+    if (tz == last_tz) {
+        memcpy(out, last_suffix, last_suffix_len);
+        return last_suffix_len;
+    }
+    PyObject *offset = PyObject_CallMethodOneArg(tz, s_utcoffset, Py_None);
+    if (offset == NULL) return -1;
+    if (!PyDelta_CheckExact(offset)) {
+        Py_DECREF(offset);
+        PyErr_SetString(PyExc_TypeError, "timezone.utcoffset() did not return a timedelta");
+        return -1;
+    }
+    long long us = ((long long)PyDateTime_DELTA_GET_DAYS(offset) * 86400
+                    + PyDateTime_DELTA_GET_SECONDS(offset)) * 1000000
+                   + PyDateTime_DELTA_GET_MICROSECONDS(offset);
+    Py_DECREF(offset);
+    char *w = out;
+    *w++ = us < 0 ? '-' : '+';
+    if (us < 0) us = -us;
+    long long secs = us / 1000000;
+    w = put_digits(w, (long)(secs / 3600), 2);
+    *w++ = ':';
+    w = put_digits(w, (long)(secs / 60 % 60), 2);
+    if (secs % 60 || us % 1000000) {
+        *w++ = ':';
+        w = put_digits(w, (long)(secs % 60), 2);
+        if (us % 1000000) {
+            *w++ = '.';
+            w = put_digits(w, (long)(us % 1000000), 6);
+        }
+    }
+    Py_ssize_t n = w - out;
+    Py_INCREF(tz);
+    Py_XSETREF(last_tz, tz);
+    memcpy(last_suffix, out, n);
+    last_suffix_len = n;
+    return n;
+}
+
+/* An extension whose body is known: 1 when it is too long (nothing written). */
+static int put_ext(Buf *b, int code, const char *body, Py_ssize_t n) {
+    if (n > MAX_LEN) return 1;
+    unsigned char head[EXT_HEAD_MAX];
+    int h = ext_head(head, code, n);
+    unsigned char *w = buf_take(b, h + n);
+    if (w == NULL) return -1;
+    memcpy(w, head, h);
+    memcpy(w + h, body, n);
+    return 0;
+}
+
+/* A datetime with a tzinfo of its own kind: its utcoffset() may be anything, so isoformat(). */
+static int enc_datetime_iso(Buf *b, PyObject *v) {
+    PyObject *iso = PyObject_CallMethodNoArgs(v, s_isoformat);
+    if (iso == NULL) return -1;
+    const char *s;
+    Py_ssize_t n;
+    PyObject *tmp = NULL;
+    int ok = PyUnicode_CheckExact(iso) ? utf8_view(iso, &s, &n, &tmp) : 1;
+    if (ok == 0) ok = put_ext(b, EXT_DATETIME, s, n);
+    Py_XDECREF(tmp);
+    Py_DECREF(iso);
+    return ok > 0 ? enc_fallback(b, v) : ok;
+}
+
+/* EXT_DATETIME: isoformat() is written here when the datetime is naive or its tzinfo is a
+ * `datetime.timezone` (a fixed offset), as datetime's own isoformat() writes it. */
+static int enc_datetime(Buf *b, PyObject *v) {
+    PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
+    if (tz != Py_None && Py_TYPE(tz) != TimezoneType) return enc_datetime_iso(b, v);
+    char s[64], *w = s;
+    w = put_digits(w, PyDateTime_GET_YEAR(v), 4);
+    *w++ = '-';
+    w = put_digits(w, PyDateTime_GET_MONTH(v), 2);
+    *w++ = '-';
+    w = put_digits(w, PyDateTime_GET_DAY(v), 2);
+    *w++ = 'T';
+    w = put_digits(w, PyDateTime_DATE_GET_HOUR(v), 2);
+    *w++ = ':';
+    w = put_digits(w, PyDateTime_DATE_GET_MINUTE(v), 2);
+    *w++ = ':';
+    w = put_digits(w, PyDateTime_DATE_GET_SECOND(v), 2);
+    int us = PyDateTime_DATE_GET_MICROSECOND(v);
+    if (us) {
+        *w++ = '.';
+        w = put_digits(w, us, 6);
+    }
+    if (tz != Py_None) {
+        Py_ssize_t n = tz_suffix(tz, w);
+        if (n < 0) return -1;
+        w += n;
+    }
+    return put_ext(b, EXT_DATETIME, s, w - s);
+}
+
+/* Python's isinstance(v, Data) without a call: Data has no metaclass of its own. */
+static inline int is_data(PyObject *v) {
+    return PyType_IsSubtype(Py_TYPE(v), (PyTypeObject *)DataType);
+}
+
+static int enc_value(Buf *b, PyObject *v) {
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyLong_Type) return enc_int(b, v);
+    if (t == &PyFloat_Type) return enc_float(b, v);
+    if (t == &PyUnicode_Type) return enc_str(b, v);
+    if (v == Py_None) return put_tagged(b, 0xC0, 0, 0);
+    if (v == Py_True) return put_tagged(b, 0xC3, 0, 0);
+    if (v == Py_False) return put_tagged(b, 0xC2, 0, 0);
+    if (t == &PyTuple_Type) return enc_tuple(b, v);
+    if (t == (PyTypeObject *)UUIDType) return enc_uuid(b, v);
+    if (t == PyDateTimeAPI->DateType) return enc_date(b, v);
+    if (t == PyDateTimeAPI->DateTimeType) return enc_datetime(b, v);
+    if (t == (PyTypeObject *)PairType) return enc_pair(b, v);
+    if (t == &PyBytes_Type) return enc_bytes(b, v);
+    if (is_data(v)) {
+        PyObject *r = enc_data(v);
+        if (r == NULL) return -1;
+        int ok = put_py(b, r);
+        Py_DECREF(r);
+        return ok;
+    }
+    return enc_fallback(b, v);
+}
+
+/* -- rows (serialize._enc_data) ------------------------------------------------------ */
+
+/* row.__dict__.get(name) without making the row a dict: 1 and a new reference in *out when
+ * set, 0 when not. Classes with their own __getattr__ are looked up without calling it. */
+static int row_get(PyObject *row, PyObject *name, PyObject **out) {
+    if (Py_TYPE(row)->tp_getattro == PyObject_GenericGetAttr) {
+        int r = LOOKUP_ATTR(row, name, out);
+        if (r > 0 && *out == Py_None) {
+            Py_CLEAR(*out);
+            return 0;
+        }
+        return r;
+    }
+    *out = PyObject_GenericGetAttr(row, name);
+    if (*out != NULL && *out != Py_None) return 1;
+    Py_CLEAR(*out);
+    if (!PyErr_Occurred()) return 0;
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+    PyErr_Clear();
+    return 0;
+}
+
+/* The row's fields after the plan's head (its field count and class id), into `b`. */
+static int enc_fields(Buf *b, PyObject *row, PyObject *plan) {
+    PyObject *head = PyTuple_GET_ITEM(plan, 1);
+    int single = PyObject_IsTrue(PyTuple_GET_ITEM(plan, 2));
+    if (single < 0) return -1;
+    PyObject *values = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, 0), row);
+    if (values == NULL) return -1;
+    int ok = put_py(b, head);
+    if (ok == 0 && single) {
+        ok = enc_value(b, values);
+    } else if (ok == 0 && PyTuple_CheckExact(values)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(values);
+        for (Py_ssize_t i = 0; i < n && ok == 0; i++) ok = enc_value(b, PyTuple_GET_ITEM(values, i));
+    } else if (ok == 0) {
+        ok = 1;
+    }
+    Py_DECREF(values);
+    return ok;
+}
+
+/* The row's cached encoding, else EXT_DATA of its fields by the class's `__st_enc__` plan,
+ * cached on the row. A class without a plan yet, or a field that cannot be written here or
+ * raises SerializationError, sends the whole row to serialize._enc_data (which makes the
+ * plan, or names the field in its error). */
+static PyObject *enc_data(PyObject *row) {
+    PyObject *cached;
+    int r = row_get(row, s_st_bytes, &cached);
+    if (r != 0) return r > 0 ? cached : NULL;
+    PyObject *plan = PyDict_GetItemWithError(Py_TYPE(row)->tp_dict, s_st_enc);
+    if (plan == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        return PyObject_CallOneArg(enc_data_py, row);
+    }
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 3
+        || !PyBytes_CheckExact(PyTuple_GET_ITEM(plan, 1)))
+        return PyObject_CallOneArg(enc_data_py, row);
+    Py_INCREF(plan); /* the getter may run code that replaces it */
+    Buf b;
+    buf_init(&b);
+    PyObject *result = NULL;
+    int ok = -1;
+    if (buf_take(&b, EXT_HEAD_MAX) != NULL && !Py_EnterRecursiveCall(" while encoding a row")) {
+        ok = enc_fields(&b, row, plan);
+        Py_LeaveRecursiveCall();
+    }
+    Py_DECREF(plan);
+    if (ok == 0) {
+        Py_ssize_t n = b.len - EXT_HEAD_MAX;
+        if (n > MAX_LEN) {
+            ok = 1;
+        } else {
+            unsigned char head[EXT_HEAD_MAX];
+            int h = ext_head(head, EXT_DATA, n);
+            memcpy(b.p + EXT_HEAD_MAX - h, head, h);
+            result = PyBytes_FromStringAndSize((char *)b.p + EXT_HEAD_MAX - h, h + n);
+        }
+    } else if (ok < 0 && PyErr_ExceptionMatches(SerializationError)) {
+        PyErr_Clear();
+        ok = 1;
+    }
+    buf_free(&b);
+    if (ok > 0) return PyObject_CallOneArg(enc_data_py, row);
+    if (result != NULL && PyObject_GenericSetAttr(row, s_st_bytes, result) < 0) Py_CLEAR(result);
+    return result;
+}
+
+static PyObject *enc(PyObject *module, PyObject *value) {
+    if (is_data(value)) return enc_data(value);
+    Buf b;
+    buf_init(&b);
+    PyObject *result = NULL;
+    if (enc_value(&b, value) == 0) result = PyBytes_FromStringAndSize((char *)b.p, b.len);
+    buf_free(&b);
+    return result;
+}
+
+/* -- module ---------------------------------------------------------------------------- */
+
+static PyObject *init(PyObject *module, PyObject *args) {
+    PyObject *data, *pair, *uuid, *error, *enc_fn, *enc_data_fn;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO:init", &PyType_Type, &data, &PyType_Type, &pair,
+                          &PyType_Type, &uuid, &PyType_Type, &error, &enc_fn, &enc_data_fn))
+        return NULL;
+    Py_XSETREF(DataType, Py_NewRef(data));
+    Py_XSETREF(PairType, Py_NewRef(pair));
+    Py_XSETREF(UUIDType, Py_NewRef(uuid));
+    Py_XSETREF(SerializationError, Py_NewRef(error));
+    Py_XSETREF(enc_py, Py_NewRef(enc_fn));
+    Py_XSETREF(enc_data_py, Py_NewRef(enc_data_fn));
+    Py_RETURN_NONE;
+}
+
+/* Every entry point checks this: before init() the module has nothing to fall back to. */
+static int ready(void) {
+    if (enc_py != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "_speedups.init() has not been called");
+    return 0;
+}
+
+static PyObject *enc_entry(PyObject *module, PyObject *value) {
+    return ready() ? enc(module, value) : NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"init", init, METH_VARARGS,
+     "init(data, pair, uuid, error, enc, enc_data): the engine's classes and the Python "
+     "encoder to fall back to."},
+    {"enc", enc_entry, METH_O, "enc(value) -> bytes: serialize._enc, in C."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_speedups", "The row encoder of serialize.py, in C.", -1, methods,
+};
+
+static PyObject *intern(const char *s) {
+    return PyUnicode_InternFromString(s);
+}
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) return NULL;
+    TimezoneType = Py_TYPE(PyDateTime_TimeZone_UTC);
+    if (!(s_st_bytes = intern("_st_bytes")) || !(s_st_enc = intern("__st_enc__")) || !(s_left = intern("left"))
+        || !(s_right = intern("right")) || !(s_int = intern("int"))
+        || !(s_isoformat = intern("isoformat")) || !(s_utcoffset = intern("utcoffset")))
+        return NULL;
+    return PyModule_Create(&module_def);
+}
