@@ -329,9 +329,11 @@ class Table:
         values.append(c)
         return tuple(values)
 
+    def insert_column_names(self) -> list[str]:
+        return ['"identity"', '"data"', *(c.q for c in self.key_columns), '"c"']
+
     def insert_columns(self) -> str:
-        names = ['"identity"', '"data"', *(c.q for c in self.key_columns), '"c"']
-        return ", ".join(names)
+        return ", ".join(self.insert_column_names())
 
 
 def _encode_keys(
