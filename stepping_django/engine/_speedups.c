@@ -1,10 +1,10 @@
 /* The row encoder of stepping_django/engine/serialize.py, in C (optional: without it the
  * engine runs the same encoder in pure Python).
  *
- * serialize.py is the reference: `enc` gives byte for byte what its `_enc` gives. Row
- * identities are made from these bytes and stored in databases, so any difference would
- * corrupt them; tests/engine/test_speedups.py checks this file against msgpack and against
- * the pure Python path. Only the types rows are made of are
+ * serialize.py is the reference: `enc`, `identity` and `identity_of_bytes` give byte for byte
+ * what its `_enc`, `identity` and `identity_of_bytes` give. Identities are stored in
+ * databases, so any difference would corrupt them; tests/engine/test_speedups.py checks this
+ * file against msgpack and against the pure Python path. Only the types rows are made of are
  * written here; every other value, and what this file leaves out (ints beyond 64 bits,
  * strings that are not UTF-8, a row class without an encoding plan yet, a row with a field
  * that cannot be stored), goes to the Python functions that serialize.py hands to `init`.
@@ -20,6 +20,7 @@
 #define EXT_DATE 5
 #define EXT_DATETIME 6
 #define EXT_UUID 7
+#define IDENTITY_BYTES 16
 #define EXT_HEAD_MAX 6 /* 0xc9, 4 length bytes, code */
 #define MAX_LEN 0xFFFFFFFFLL /* longer strings, sequences and bodies go to Python (which raises) */
 
@@ -33,7 +34,7 @@
 static PyObject *DataType, *PairType, *UUIDType, *SerializationError;
 static PyObject *enc_py, *enc_data_py;
 static PyTypeObject *TimezoneType;
-static PyObject *s_st_bytes, *s_st_enc, *s_left, *s_right, *s_int, *s_isoformat,
+static PyObject *s_st_bytes, *s_st_id, *s_st_enc, *s_left, *s_right, *s_int, *s_isoformat,
     *s_utcoffset;
 
 /* The last `datetime.timezone` seen and its isoformat suffix ("+00:00"): rows share one. */
@@ -512,7 +513,7 @@ static int enc_value(Buf *b, PyObject *v) {
     return enc_fallback(b, v);
 }
 
-/* -- rows (serialize._enc_data) ------------------------------------------------------ */
+/* -- rows (serialize._enc_data, identity) ---------------------------------------------- */
 
 /* row.__dict__.get(name) without making the row a dict: 1 and a new reference in *out when
  * set, 0 when not. Classes with their own __getattr__ are looked up without calling it. */
@@ -610,6 +611,124 @@ static PyObject *enc(PyObject *module, PyObject *value) {
     return result;
 }
 
+/* -- BLAKE2b (RFC 7693), unkeyed, 16-byte digest: hashlib's, without a hash object ------- */
+
+static const uint64_t blake2b_iv[8] = {
+    0x6A09E667F3BCC908ULL, 0xBB67AE8584CAA73BULL, 0x3C6EF372FE94F82BULL, 0xA54FF53A5F1D36F1ULL,
+    0x510E527FADE682D1ULL, 0x9B05688C2B3E6C1FULL, 0x1F83D9ABFB41BD6BULL, 0x5BE0CD19137E2179ULL,
+};
+
+static const uint8_t blake2b_sigma[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+};
+
+static inline uint64_t rotr64(uint64_t x, int n) {
+    return (x >> n) | (x << (64 - n));
+}
+
+#define G(a, b, c, d, x, y)                                                                   \
+    do {                                                                                      \
+        v[a] += v[b] + (x);                                                                   \
+        v[d] = rotr64(v[d] ^ v[a], 32);                                                       \
+        v[c] += v[d];                                                                         \
+        v[b] = rotr64(v[b] ^ v[c], 24);                                                       \
+        v[a] += v[b] + (y);                                                                   \
+        v[d] = rotr64(v[d] ^ v[a], 16);                                                       \
+        v[c] += v[d];                                                                         \
+        v[b] = rotr64(v[b] ^ v[c], 63);                                                       \
+    } while (0)
+
+/* Mix one 128-byte block into `h`; `t` is the byte count so far, `last` marks the final one. */
+static void blake2b_compress(uint64_t h[8], const unsigned char block[128], uint64_t t, int last) {
+    uint64_t m[16], v[16];
+    for (int i = 0; i < 16; i++) {
+        uint64_t x = 0;
+        for (int j = 7; j >= 0; j--) x = (x << 8) | block[8 * i + j];
+        m[i] = x;
+    }
+    for (int i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = blake2b_iv[i];
+    }
+    v[12] ^= t; /* the counter's high word stays 0 below 2**64 bytes */
+    if (last) v[14] = ~v[14];
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *s = blake2b_sigma[r];
+        G(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        G(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        G(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        G(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        G(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        G(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        G(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        G(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+}
+
+static void blake2b_16(const unsigned char *data, Py_ssize_t n, unsigned char out[16]) {
+    uint64_t h[8];
+    memcpy(h, blake2b_iv, sizeof h);
+    h[0] ^= 0x01010000 ^ IDENTITY_BYTES; /* depth 1, fanout 1, no key, 16-byte digest */
+    uint64_t t = 0;
+    for (; n > 128; data += 128, n -= 128) {
+        t += 128;
+        blake2b_compress(h, data, t, 0);
+    }
+    unsigned char last[128] = {0};
+    memcpy(last, data, n);
+    blake2b_compress(h, last, t + (uint64_t)n, 1);
+    for (int i = 0; i < IDENTITY_BYTES; i++) out[i] = (unsigned char)(h[i / 8] >> (8 * (i % 8)));
+}
+
+#undef G
+
+/* serialize.identity_of_bytes: the encoding when short, else its 16-byte BLAKE2b digest. */
+static PyObject *identity_of_bytes(PyObject *encoded) {
+    if (!PyBytes_Check(encoded)) {
+        PyErr_Format(PyExc_TypeError, "an encoding must be bytes, not %.100s",
+                     Py_TYPE(encoded)->tp_name);
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(encoded) <= IDENTITY_BYTES) {
+        Py_INCREF(encoded);
+        return encoded;
+    }
+    unsigned char digest[IDENTITY_BYTES];
+    blake2b_16((unsigned char *)PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded), digest);
+    return PyBytes_FromStringAndSize((char *)digest, IDENTITY_BYTES);
+}
+
+static PyObject *identity(PyObject *module, PyObject *value) {
+    if (!is_data(value)) {
+        PyObject *encoded = enc(module, value);
+        if (encoded == NULL) return NULL;
+        PyObject *i = identity_of_bytes(encoded);
+        Py_DECREF(encoded);
+        return i;
+    }
+    PyObject *i;
+    int r = row_get(value, s_st_id, &i);
+    if (r != 0) return r > 0 ? i : NULL;
+    PyObject *encoded = enc_data(value);
+    if (encoded == NULL) return NULL;
+    i = identity_of_bytes(encoded);
+    Py_DECREF(encoded);
+    if (i != NULL && PyObject_GenericSetAttr(value, s_st_id, i) < 0) Py_CLEAR(i);
+    return i;
+}
+
 /* -- module ---------------------------------------------------------------------------- */
 
 static PyObject *init(PyObject *module, PyObject *args) {
@@ -637,11 +756,22 @@ static PyObject *enc_entry(PyObject *module, PyObject *value) {
     return ready() ? enc(module, value) : NULL;
 }
 
+static PyObject *identity_entry(PyObject *module, PyObject *value) {
+    return ready() ? identity(module, value) : NULL;
+}
+
+static PyObject *identity_of_bytes_entry(PyObject *module, PyObject *encoded) {
+    return identity_of_bytes(encoded);
+}
+
 static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
      "init(data, pair, uuid, error, enc, enc_data): the engine's classes and the Python "
      "encoder to fall back to."},
     {"enc", enc_entry, METH_O, "enc(value) -> bytes: serialize._enc, in C."},
+    {"identity", identity_entry, METH_O, "identity(value) -> bytes: serialize.identity, in C."},
+    {"identity_of_bytes", identity_of_bytes_entry, METH_O,
+     "identity_of_bytes(b) -> bytes: serialize.identity_of_bytes, in C."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -657,7 +787,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return NULL;
     TimezoneType = Py_TYPE(PyDateTime_TimeZone_UTC);
-    if (!(s_st_bytes = intern("_st_bytes")) || !(s_st_enc = intern("__st_enc__")) || !(s_left = intern("left"))
+    if (!(s_st_bytes = intern("_st_bytes")) || !(s_st_id = intern("_st_id"))
+        || !(s_st_enc = intern("__st_enc__")) || !(s_left = intern("left"))
         || !(s_right = intern("right")) || !(s_int = intern("int"))
         || !(s_isoformat = intern("isoformat")) || !(s_utcoffset = intern("utcoffset")))
         return NULL;

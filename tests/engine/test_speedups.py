@@ -1,7 +1,6 @@
-"""The C encoder (_speedups.c) gives the Python encoder's bytes.
+"""The C encoder (_speedups.c) gives the Python encoder's bytes and identities.
 
-Row identities are made from these bytes and stored in databases, so the two must never
-differ: the C path is checked
+Identities are stored in databases, so the two must never differ: the C path is checked
 against the reference `_pack` on every case of test_serialize_fast, on edge cases of its own
 and on generated values, and the pure Python path (STEPPING_PURE_PYTHON=1, in a subprocess)
 against the C one. `make test` builds the module, so CI fails when it is missing.
@@ -24,7 +23,14 @@ from hypothesis import strategies as hs
 
 from stepping_django import engine as st
 from stepping_django.engine import serialize
-from stepping_django.engine.serialize import SerializationError, _enc, _enc_py, _pack
+from stepping_django.engine.serialize import (
+    SerializationError,
+    _enc,
+    _enc_py,
+    _identity_of_bytes_py,
+    _pack,
+    identity,
+)
 from tests.conftest import IN_CI
 from tests.engine import test_serialize, test_serialize_fast
 
@@ -103,6 +109,10 @@ EDGES: list[Any] = [
 CASES: list[Any] = [*test_serialize_fast.VALUES, *EDGES]
 
 
+def reference_identity(value: Any) -> bytes:
+    return _identity_of_bytes_py(_pack(value))
+
+
 def test_the_c_encoder_is_in_use() -> None:
     if serialize._speedups is None:
         message = "the C encoder is not built (`make install` builds it) or STEPPING_PURE_PYTHON=1"
@@ -110,13 +120,16 @@ def test_the_c_encoder_is_in_use() -> None:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     assert _enc is serialize._speedups.enc and serialize._enc is _enc
+    assert serialize.identity is serialize._speedups.identity
+    assert serialize.identity_of_bytes is serialize._speedups.identity_of_bytes
 
 
 @pytest.mark.parametrize("value", CASES, ids=lambda v: type(v).__name__)
-def test_the_encoders_give_the_reference_bytes(value: Any) -> None:
+def test_the_encoders_give_the_reference_bytes_and_identity(value: Any) -> None:
     expected = _pack(value)
     assert _enc(value) == expected
     assert _enc_py(value) == expected
+    assert identity(value) == reference_identity(value)
 
 
 timezones = hs.one_of(
@@ -155,7 +168,20 @@ values = hs.recursive(
 
 @given(values)
 def test_the_c_encoder_matches_the_reference_on_any_value(value: Any) -> None:
-    assert _enc(value) == _pack(value)
+    expected = _pack(value)  # first: it never caches, the others cache on rows
+    assert _enc(value) == expected
+    assert identity(value) == _identity_of_bytes_py(expected)
+
+
+@pytest.mark.parametrize("n", [0, 16, 17, 127, 128, 129, 255, 256, 257, 100_000])
+def test_identity_of_bytes_is_the_16_byte_blake2b_across_block_sizes(n: int) -> None:
+    b = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+    assert serialize.identity_of_bytes(b) == _identity_of_bytes_py(b)
+
+
+@given(hs.binary(max_size=600))
+def test_identity_of_bytes_is_the_16_byte_blake2b_of_any_bytes(b: bytes) -> None:
+    assert serialize.identity_of_bytes(b) == _identity_of_bytes_py(b)
 
 
 @pytest.mark.parametrize(
@@ -211,18 +237,20 @@ def test_odd_values_raise_instead_of_crashing() -> None:
     for value, error in odd:
         with pytest.raises(error):
             _enc(value)
+        with pytest.raises(error):
+            identity(value)
 
 
 def test_encoding_leaves_every_reference_count_as_it_was() -> None:
     read = dated_read()
     parts = [read.meter_id, read.meter_id.int, read.date, read.timestamp, read.value, "é" * 40]
     for _ in range(3):  # warm: a row class's plan and the last timezone are kept
-        _enc(dated_read())
+        _enc(dated_read()), identity(dated_read())
     before = [sys.getrefcount(p) for p in parts]
     for _ in range(2000):
         row = dated_read(user_id=2**70)  # beyond 64 bits: through the Python fallback
         _enc((row, tuple(parts), st.Pair(parts[-1], None)))
-        _enc(Outer(inner=row, n=3))
+        identity(Outer(inner=row, n=3))
         encoded = _enc(tuple(parts))
         assert sys.getrefcount(encoded) == 2
     del row, encoded
@@ -235,11 +263,11 @@ sys.path.insert(0, {repo!r})
 from stepping_django.engine import serialize
 from tests.engine.test_speedups import CASES
 assert serialize._speedups is None and serialize._enc is serialize._enc_py
-print(json.dumps([serialize.dumps(v).hex() for v in CASES]))
+print(json.dumps([[serialize.dumps(v).hex(), serialize.identity(v).hex()] for v in CASES]))
 """
 
 
-def test_the_pure_python_encoder_gives_the_same_bytes() -> None:
+def test_the_pure_python_encoder_gives_the_same_bytes_and_identities() -> None:
     done = subprocess.run(
         [sys.executable, "-c", PURE_SCRIPT.format(repo=str(REPO))],
         env={**os.environ, "STEPPING_PURE_PYTHON": "1"},
@@ -249,4 +277,4 @@ def test_the_pure_python_encoder_gives_the_same_bytes() -> None:
         cwd=REPO,
     )
     pure = json.loads(done.stdout)
-    assert pure == [_pack(v).hex() for v in CASES]
+    assert pure == [[_pack(v).hex(), reference_identity(v).hex()] for v in CASES]
