@@ -83,10 +83,12 @@ def _pack_varlen(to_bytes: Callable[[Any], bytes] | None) -> Callable[..., bytes
     """Elements of varying size: each behind its length, joined once."""
 
     def pack(head: list[int], values: list[Any]) -> bytes:
-        items = values if to_bytes is None else [to_bytes(v) for v in values]
-        return struct.pack(">5i", *head) + b"".join(
-            [_FOUR(len(b)) + b for b in items]
-        )
+        items = values if to_bytes is None else list(map(to_bytes, values))
+        sizes = set(map(len, items))
+        if len(sizes) == 1:  # identities, UUIDs: one length, so one join with it between
+            each = _FOUR(sizes.pop())
+            return struct.pack(">5i", *head) + each + each.join(items)
+        return struct.pack(">5i", *head) + b"".join([_FOUR(len(b)) + b for b in items])
 
     return pack
 
@@ -96,7 +98,7 @@ def _date_days(v: datetime.date) -> int:
 
 
 def _uuid_bytes(v: uuid.UUID) -> bytes:
-    return v.bytes
+    return v.int.to_bytes(16)  # what `v.bytes` gives, without its property call
 
 
 def _utf8(v: str) -> bytes:

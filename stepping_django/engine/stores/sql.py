@@ -33,7 +33,7 @@ from typing import Any, Self
 
 from stepping_django.engine.data import Data
 from stepping_django.engine.index import Index
-from stepping_django.engine.serialize import dumps, identity_of_bytes
+from stepping_django.engine.serialize import dumps, identity, identity_of_bytes
 from stepping_django.engine.stores.base import (
     Ordered,
     StateSpec,
@@ -647,7 +647,7 @@ class SQLState:
                 continue
             rid = id_of(row)
             if rid is not None or isinstance(row, Data):  # Data rows cache their bytes
-                written = write_row(row, rid or self._id(row), c)
+                written = write_row(row, rid or identity(row), c)
             else:  # encode once, for the identity and the data
                 data = dumps(row)
                 written = write_row(row, identity_of_bytes(data), c, data)
