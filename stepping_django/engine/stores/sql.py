@@ -378,9 +378,10 @@ class SQLState:
         self.table = Table(spec, store.dialect)
         self._store = store
         self._pending: dict[Any, int] = {}
-        self._pending_by: dict[Index[Any, Any], dict[Any, dict[Any, int]]] = {
-            ix: {} for ix in spec.all_indexes
-        }
+        #: `pending` by key, for the indexes read since the last flush only (`_buckets`):
+        #: a state that is only written (an integrate's, a join side whose other side
+        #: did not change) never files its changes by key.
+        self._pending_by: dict[Index[Any, Any], dict[Any, dict[Any, int]]] = {}
         #: Stored weights (the table's, without `pending`) of rows this iteration has read,
         #: and the index keys it has looked up (every stored row under them was read). The
         #: frontier protocol keeps the table unchanged between an iteration's reads and its
@@ -404,20 +405,16 @@ class SQLState:
             else:
                 del pending[row]
         for ix, buckets in self._pending_by.items():
-            f = ix.f
-            for row, c in items.items():
-                k = f(row)
-                b = buckets.get(k)
-                if b is None:
-                    buckets[k] = {row: c}
-                    continue
-                n = b.get(row, 0) + c
-                if n:
-                    b[row] = n
-                else:
-                    del b[row]
-                    if not b:
-                        del buckets[k]
+            _file(buckets, ix.f, items)
+
+    def _buckets(self, index: Index[Any, Any]) -> dict[Any, dict[Any, int]]:
+        """`pending` by `index`'s key: filed now if this index was not read since the
+        last flush, then kept up to date by `add`."""
+        buckets = self._pending_by.get(index)
+        if buckets is None:
+            buckets = self._pending_by[index] = {}
+            _file(buckets, index.f, self._pending)
+        return buckets
 
     @property
     def has_pending(self) -> bool:
@@ -476,7 +473,7 @@ class SQLState:
                 self._looked[index] = set(keys)
             else:
                 looked.update(keys)
-        pending = self._pending_by[index]
+        pending = self._buckets(index)
         for k in set(keys):
             changes = pending.get(k)
             if changes:
@@ -563,7 +560,7 @@ class SQLState:
     ) -> dict[Any, int]:
         if group is None or groups is None:
             return self._pending
-        buckets = self._pending_by[group]
+        buckets = self._buckets(group)
         return {row: d for g in groups for row, d in buckets.get(g, {}).items()}
 
     def _first_rows(
@@ -628,7 +625,7 @@ class SQLState:
         conn = self._store.conn
         known = self._known
         for ix, keys in self._looked.items():
-            buckets = self._pending_by[ix]
+            buckets = self._buckets(ix)
             for k in keys:
                 b = buckets.get(k)
                 if b:
@@ -669,11 +666,31 @@ class SQLState:
 
     def drop_pending(self) -> None:
         self._pending = {}
-        self._pending_by = {ix: {} for ix in self._pending_by}
+        self._pending_by = {}
         self.forget_reads()
 
 
 _first_item = operator.itemgetter(0)
+
+
+Buckets = dict[Any, dict[Any, int]]
+
+
+def _file(buckets: Buckets, f: Callable[[Any], Any], items: dict[Any, int]) -> None:
+    """Add the weights of `items` to `buckets`, under each row's key `f(row)`."""
+    for row, c in items.items():
+        k = f(row)
+        b = buckets.get(k)
+        if b is None:
+            buckets[k] = {row: c}
+            continue
+        n = b.get(row, 0) + c
+        if n:
+            b[row] = n
+        else:
+            del b[row]
+            if not b:
+                del buckets[k]
 _two_items = operator.itemgetter(0, 1)
 
 
