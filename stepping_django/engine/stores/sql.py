@@ -923,7 +923,10 @@ class StoreSQL:
         timed = time.input_time != -1 and bool(states)
         if not timed and not self._sent and not any(s.has_pending for s in states):
             return
-        with self.dialect.batch(self.conn):
+        # Inside the iteration's pipeline already: a nested one would first wait for
+        # everything sent so far (psycopg syncs on entering it), before these writes go out.
+        batch = self.dialect.batch(self.conn) if self._pipeline is None else nullcontext()
+        with batch:
             self._begin()
             for s in states:
                 s.flush()
