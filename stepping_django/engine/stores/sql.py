@@ -488,6 +488,17 @@ class SQLState:
             return sort_by_index(index, self.lookup(index, keys))
         found = self._by_keys(index, keys, '"identity", "c"')
         cached = self._rows.get
+        if len(keys) == 1:  # one key: every row is under it, in identity order
+            found.sort(key=_first_item)
+            (k,) = keys
+            out = []
+            for i, c in found:
+                row = cached(i)
+                if row is None:
+                    break
+                out.append((k, row, c))
+            else:
+                return out  # every row already decoded here: the usual repeated read
         rows = {i: row for i, _ in found if (row := cached(i)) is not None}
         if len(rows) < len(found):
             rows.update(self._load_ids([i for i, _ in found if i not in rows]))
@@ -496,9 +507,8 @@ class SQLState:
             full = self._by_keys(index, keys, '"identity", "data", "c"')
             rows = {i: load(i, data) for i, data, _ in full}
             found = [(i, c) for i, _, c in full]
-        if len(keys) == 1:  # one key: every row is under it
+        if len(keys) == 1:
             found.sort(key=_first_item)
-            (k,) = keys
             return [(k, rows[i], c) for i, c in found]
         f, sort_key = index.f, index.sort_key
         keyed = []
