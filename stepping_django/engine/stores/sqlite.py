@@ -10,6 +10,7 @@ lock when it begins (`BEGIN IMMEDIATE`) so it never fails half way for want of i
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -155,6 +156,21 @@ class StoreSQLite(StoreSQL):
     dialect = SQLiteDialect()
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode. Switching takes an exclusive lock for which SQLite does not
+    wait (its busy timeout does not apply), so processes opening a new file together retry
+    for up to BUSY_TIMEOUT_SECS instead of failing with "database is locked"."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 @contextmanager
 def connection_sqlite(path: Path | str) -> Iterator[ConnSQLite]:
     """A connection to the SQLite file at `path`, set up for several processes at once.
@@ -165,7 +181,7 @@ def connection_sqlite(path: Path | str) -> Iterator[ConnSQLite]:
     try:
         conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-        conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         yield conn
         if conn.in_transaction:

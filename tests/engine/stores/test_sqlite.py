@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +159,28 @@ def test_the_top_rows_of_many_groups_are_one_windowed_statement(tmp_path: Path) 
         "b": [(Score(player="b", points=49), 1), (Score(player="b", points=48), 1)],
     }
     assert len(traced) == 1 and "ROW_NUMBER() OVER" in traced[0]
+
+
+def test_opening_a_file_another_connection_is_writing_waits_to_switch_it_to_wal(
+    tmp_path: Path,
+) -> None:
+    """SQLite answers "database is locked" at once, without its busy timeout, to a switch
+    to WAL while another connection holds the write lock (as when processes open a new
+    file together): the connection waits for the lock instead."""
+    path = tmp_path / "new.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    plain = sqlite3.connect(path, timeout=5, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        plain.execute("PRAGMA journal_mode=WAL")  # what SQLite does on its own
+    plain.close()
+    release = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
+    release.start()
+    try:
+        with st.connection_sqlite(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        release.join()
+        writer.close()
