@@ -12,8 +12,10 @@ plus `last_update(table_name, t)`: every change up to time `t` is in that table.
 An iteration never reads a table whole (only `zset()` does, for caches and integrate
 views): `weights`, `lookup` and `first` are each one statement for a whole batch of keys,
 and the answer is merged in Python with the changes this iteration has made but not yet
-written (`pending`). Writing a state is one batched upsert plus one delete of the rows whose
-weight reached 0. The dialects (sqlite.py, postgres.py) only say how to spell things.
+written (`pending`). Writing a state is a few batched statements: an upsert of the rows
+whose stored weight the iteration read, a delete of those that reached 0, and one pass over
+the rest that deletes a row stored at minus its change and upserts the others
+(`upsert_settling`). The dialects (sqlite.py, postgres.py) only say how to spell things.
 """
 
 from __future__ import annotations
@@ -381,7 +383,7 @@ class SQLState:
         #: `pending` by key, for the indexes read since the last flush only (`_buckets`):
         #: a state that is only written (an integrate's, a join side whose other side
         #: did not change) never files its changes by key.
-        self._pending_by: dict[Index[Any, Any], dict[Any, dict[Any, int]]] = {}
+        self._pending_by: dict[Index[Any, Any], Buckets] = {}
         #: Stored weights (the table's, without `pending`) of rows this iteration has read,
         #: and the index keys it has looked up (every stored row under them was read). The
         #: frontier protocol keeps the table unchanged between an iteration's reads and its
@@ -407,7 +409,7 @@ class SQLState:
         for ix, buckets in self._pending_by.items():
             _file(buckets, ix.f, items)
 
-    def _buckets(self, index: Index[Any, Any]) -> dict[Any, dict[Any, int]]:
+    def _buckets(self, index: Index[Any, Any]) -> Buckets:
         """`pending` by `index`'s key: filed now if this index was not read since the
         last flush, then kept up to date by `add`."""
         buckets = self._pending_by.get(index)
@@ -681,7 +683,7 @@ class SQLState:
 
 
 _first_item = operator.itemgetter(0)
-
+_two_items = operator.itemgetter(0, 1)
 
 Buckets = dict[Any, dict[Any, int]]
 
@@ -701,7 +703,6 @@ def _file(buckets: Buckets, f: Callable[[Any], Any], items: dict[Any, int]) -> N
             del b[row]
             if not b:
                 del buckets[k]
-_two_items = operator.itemgetter(0, 1)
 
 
 def _merge(out: dict[Any, dict[Any, int]], key: Any, changes: dict[Any, int]) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from stepping_django import engine as st
 from stepping_django.engine.stores.postgres import close_pools
+from tests.engine.seed_query import ReceiptItem, cache
 from tests.engine.stores.postgres_schemas import Schemas, require_postgres
 
 
@@ -62,3 +63,18 @@ def raw_connect(backend: Backend) -> Any:
     if backend.name == "sqlite":
         return st.connection_sqlite(backend.target)
     return psycopg.connect(backend.target)
+
+
+def settle_receipts(store: st.StoreSQL) -> st.ZSetPython[ReceiptItem]:
+    """Changes of unknown stored weight on the seed cache's table (an integrate's state
+    never reads it): a retraction of a stored row, of a row stored twice, of an absent row,
+    and an addition to a stored row. Returns the integral they must leave."""
+    receipts = store.state(cache.spec)
+    kept, dropped, twice, absent = (ReceiptItem(basket_id=i, total=1.0) for i in range(4))
+    store.begin(st.Time())
+    receipts.add(st.ZSetPython({kept: 1, dropped: 1, twice: 2}))
+    store.commit(st.Time())
+    store.begin(st.Time())
+    receipts.add(st.ZSetPython({dropped: -1, twice: -1, absent: -1, kept: 2}))
+    store.commit(st.Time())
+    return st.ZSetPython({kept: 3, twice: 1, absent: -1})

@@ -25,7 +25,8 @@ from stepping_django.engine.stores.postgres import (
     pg_array,
     register_packed_arrays,
 )
-from tests.engine.seed_query import LineItem, Product, ReceiptItem, cache, graph
+from tests.engine.seed_query import LineItem, Product, cache, graph
+from tests.engine.stores.conftest import settle_receipts
 from tests.engine.stores.postgres_schemas import Schemas, require_postgres
 
 
@@ -191,14 +192,7 @@ def test_rows_of_unknown_weight_settle_alike_with_merge_and_on_older_servers(
     with st.connection_postgres(url) as conn:
         store = st.StorePostgres.from_graph(conn, graph, create_tables=True)
         assert store.dialect.merges is merges
-        receipts = store.state(cache.spec)
-        kept, dropped, twice, absent = (ReceiptItem(basket_id=i, total=1.0) for i in range(4))
-        store.begin(st.Time())
-        receipts.add(st.ZSetPython({kept: 1, dropped: 1, twice: 2}))
-        store.commit(st.Time())
-        store.begin(st.Time())
-        receipts.add(st.ZSetPython({dropped: -1, twice: -1, absent: -1, kept: 2}))
-        store.commit(st.Time())
+        expected = settle_receipts(store)
         stored = conn.execute(f'SELECT "c" FROM "{cache.spec.name}" ORDER BY "c"').fetchall()
         assert stored == [(-1,), (1,), (3,)]
-        assert receipts.zset() == st.ZSetPython({kept: 3, twice: 1, absent: -1})
+        assert store.state(cache.spec).zset() == expected

@@ -11,8 +11,8 @@ import pytest
 
 from stepping_django import engine as st
 from stepping_django.engine.stores.base import Ordered, StateSpec
-from tests.engine.seed_query import LineItem, Product, ReceiptItem, cache, graph
-from tests.engine.stores.conftest import Backend, raw_connect
+from tests.engine.seed_query import LineItem, Product, cache, graph
+from tests.engine.stores.conftest import Backend, raw_connect, settle_receipts
 
 
 class Item(st.Data):
@@ -248,21 +248,12 @@ def test_a_cache_read_by_index_decodes_only_new_rows_and_stays_one_snapshot(
 def test_rows_of_unknown_weight_settle_deleted_at_zero_and_summed_otherwise(
     backend: Backend,
 ) -> None:
-    """An integrate's state never reads its table: a retraction of a stored row deletes
-    it, a retraction of an absent row stores a negative weight, and other changes add up;
-    no row is left at weight 0."""
+    """A retraction of a stored row deletes it, a retraction of an absent row stores a
+    negative weight, and other changes add up; no row is left at weight 0."""
     with backend.connect() as conn:
-        store = backend.store.from_graph(conn, graph, create_tables=True)
-        receipts = store.state(cache.spec)
-        kept, dropped, twice, absent = (ReceiptItem(basket_id=i, total=1.0) for i in range(4))
-        store.begin(st.Time())
-        receipts.add(st.ZSetPython({kept: 1, dropped: 1, twice: 2}))
-        store.commit(st.Time())
-        store.begin(st.Time())
-        receipts.add(st.ZSetPython({dropped: -1, twice: -1, absent: -1, kept: 2}))
-        store.commit(st.Time())
+        expected = settle_receipts(backend.store.from_graph(conn, graph, create_tables=True))
     stored = backend.dump()[cache.spec.name]
     assert sorted(row[-1] for row in stored) == [-1, 1, 3]
     with backend.connect() as conn:
         store = backend.store.from_graph(conn, graph, create_tables=False)
-        assert store.state(cache.spec).zset() == st.ZSetPython({kept: 3, twice: 1, absent: -1})
+        assert store.state(cache.spec).zset() == expected
