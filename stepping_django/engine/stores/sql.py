@@ -198,6 +198,24 @@ class Dialect:
     def existing_columns(self, conn: Any, names: list[str]) -> dict[str, set[str]]:
         raise NotImplementedError
 
+    #: Whether `replace` rewrites a row in place, cheaper than a delete and an insert
+    #: (SQLite: an update leaves the indexes of unchanged columns alone).
+    updates_in_place = False
+
+    def replace(self, conn: Any, table: Table, rows: list[tuple[bytes, bytes, int, bytes]]) -> None:
+        """Rows (new identity, new data, weight, old identity): the stored row of the old
+        identity becomes the new row, whose key columns are the same."""
+        raise NotImplementedError
+
+    def extra_ddl(self, table: Table) -> list[str]:
+        """Indexes of this database's own beyond the seed's layout (none by default)."""
+        return []
+
+    def with_extra_indexes(self, conn: Any, tables: list[Table]) -> set[str]:
+        """The names of `tables` that have every index of `extra_ddl` (a table made before
+        one was added works without it, the slower way)."""
+        return {t.name for t in tables}
+
     def set_times(self, conn: Any, names: list[str], t: int) -> None:
         raise NotImplementedError
 
@@ -279,6 +297,16 @@ class Table:
                 for field, key_type, asc in zip(ix.names, ix.key_types, ix.ascending)
             ]
         self.key_columns = [c for cols in self.columns.values() for c in cols]
+        #: Whether the table has the dialect's `extra_ddl` indexes (known once attached).
+        self.extra_indexed = False
+        #: The index whose equal keys mean equal key columns, all of them: a row replaced
+        #: by one of the same key keeps its key columns (one index, none stored as bytes,
+        #: whose encoding of equal values may differ).
+        ixs = list(self.columns)
+        blob = dialect.kinds.get("blob")
+        self.in_place_index = (
+            ixs[0] if len(ixs) == 1 and all(c.kind is not blob for c in self.key_columns) else None
+        )
         self._writers = [
             (ix.f, ix.is_composite, [c.encode for c in cols]) for ix, cols in self.columns.items()
         ]
@@ -305,7 +333,7 @@ class Table:
                 self.index_names[ix] for ix in (o.group, o.order) if ix is not None
             )
             out.append(self._index_ddl(label, group + self.columns[o.order], with_identity=True))
-        return out
+        return out + self.dialect.extra_ddl(self)
 
     def _index_ddl(self, label: str, cols: list[Column], with_identity: bool) -> str:
         terms = [self.dialect.order_term(c.q, c.ascending) for c in cols]
@@ -629,22 +657,20 @@ class SQLState:
         A row whose stored weight this iteration has read (`_known`) is deleted outright
         when it reaches 0, and upserted otherwise; the other rows go through
         `upsert_settling`, which deletes those stored at minus their change and upserts
-        the rest, so a retraction costs a delete, not a write and a delete."""
+        the rest, so a retraction costs a delete, not a write and a delete. Where the
+        dialect updates in place, a row leaving under a key while a new one arrives
+        under the same key (a group's total, replaced) is one update of the stored row."""
         if not self._pending:
             self.forget_reads()
             return
         d = self._store.dialect
         conn = self._store.conn
         known = self._known
-        for ix, keys in self._looked.items():
-            buckets = self._buckets(ix)
-            for k in keys:
-                b = buckets.get(k)
-                if b:
-                    for row in b:
-                        if row not in known:
-                            known[row] = 0  # under a looked-up key, not stored
-        write_row, id_of, keep = self.table.write_row, self._rows.id_of, self._rows.keep
+        replaced = self._note_looked_up()
+        encode, id_ = self._encode, self._id
+        if replaced:
+            updates = [(*encode(new, c)[:2], c, id_(old)) for old, new, c in replaced]
+            d.replace(conn, self.table, updates)
         rows: list[tuple[Any, ...]] = []  # stored weights known: the sum is not 0
         unsure: list[tuple[Any, ...]] = []  # stored weights unknown
         gone: list[bytes] = []  # known rows reaching 0
@@ -652,16 +678,9 @@ class SQLState:
             stored = known.get(row)
             if stored is not None and not stored + c:
                 if stored:
-                    gone.append(self._id(row))
+                    gone.append(id_(row))
                 continue
-            rid = id_of(row)
-            if rid is not None or isinstance(row, Data):  # Data rows cache their bytes
-                written = write_row(row, rid or identity(row), c)
-            else:  # encode once, for the identity and the data
-                data = dumps(row)
-                written = write_row(row, identity_of_bytes(data), c, data)
-            keep(written[0], row)  # the next reads of this row need not decode it
-            (unsure if stored is None else rows).append(written)
+            (unsure if stored is None else rows).append(encode(row, c))
         if rows:
             d.upsert(conn, self.table, rows)
         if unsure:
@@ -670,6 +689,44 @@ class SQLState:
             cond, params = d.ids_in(chunk)
             d.execute(conn, f"DELETE FROM {self.table.q} WHERE {cond}", params)
         self.drop_pending()
+
+    def _note_looked_up(self) -> list[tuple[Any, Any, int]]:
+        """Record as stored at 0 the pending rows under looked-up keys that were not found;
+        where the table can be updated in place, take out of `pending` and return the
+        (stored row leaving, new row, its weight) pairs that share their key."""
+        known, pending = self._known, self._pending
+        in_place = self.table.in_place_index if self._store.dialect.updates_in_place else None
+        replaced: list[tuple[Any, Any, int]] = []
+        for ix, keys in self._looked.items():
+            buckets = self._buckets(ix)
+            pairing = ix == in_place
+            for k in keys:
+                b = buckets.get(k)
+                if not b:
+                    continue
+                for row in b:
+                    if row not in known:
+                        known[row] = 0  # under a looked-up key, not stored
+                if pairing and len(b) == 2:
+                    (r1, c1), (r2, c2) = b.items()
+                    if known[r1] == -c1 and not known[r2]:
+                        replaced.append((r1, r2, c2))
+                    elif known[r2] == -c2 and not known[r1]:
+                        replaced.append((r2, r1, c1))
+        for old, new, _ in replaced:
+            del pending[old], pending[new]
+        return replaced
+
+    def _encode(self, row: Any, c: int) -> tuple[Any, ...]:
+        """`row`'s write parameters (`Table.write_row`), encoding it at most once."""
+        rid = self._rows.id_of(row)
+        if rid is not None or isinstance(row, Data):  # Data rows cache their bytes
+            written = self.table.write_row(row, rid or identity(row), c)
+        else:  # encode once, for the identity and the data
+            data = dumps(row)
+            written = self.table.write_row(row, identity_of_bytes(data), c, data)
+        self._rows.keep(written[0], row)  # the next reads of this row need not decode it
+        return written
 
     def forget_reads(self) -> None:
         if self._known or self._looked:
@@ -857,6 +914,9 @@ class StoreSQL:
                 raise MissingTable(f"table {name!r} lacks columns {sorted(missing)}")
             if name not in times:
                 raise MissingTable(f"last_update has no row for table {name!r}")
+        indexed = self.dialect.with_extra_indexes(self.conn, [s.table for s in states])
+        for s in states:
+            s.table.extra_indexed = s.table.name in indexed
 
     # -- the Store protocol ---------------------------------------------------------------
 

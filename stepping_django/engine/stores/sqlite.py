@@ -29,6 +29,7 @@ from stepping_django.engine.stores.sql import (
     encode_datetime,
     encode_decimal_text,
     encode_time,
+    fit,
 )
 
 ConnSQLite: TypeAlias = sqlite3.Connection
@@ -95,9 +96,16 @@ class SQLiteDialect(Dialect):
         )
 
     def upsert_settling(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        """Rows of a negative delta (retractions) are deleted where stored at minus it; rows
+        of a positive one are looked for only if the table holds a negative weight at all,
+        which the partial index of `extra_ddl` answers in one probe (usually: none)."""
         by_delta: dict[int, list[bytes]] = {}
         for r in rows:
             by_delta.setdefault(r[-1], []).append(r[0])
+        if table.extra_indexed and any(c > 0 for c in by_delta) and not self._negatives(
+            conn, table
+        ):
+            by_delta = {c: ids for c, ids in by_delta.items() if c < 0}
         size = self.max_keys(conn, 1) or len(rows)
         gone: set[bytes] = set()
         for c, ids in by_delta.items():
@@ -112,6 +120,40 @@ class SQLiteDialect(Dialect):
         rest = [r for r in rows if r[0] not in gone] if gone else rows
         if rest:
             self.upsert(conn, table, rest)
+
+    updates_in_place = True
+
+    def replace(self, conn: Any, table: Table, rows: list[tuple[bytes, bytes, int, bytes]]) -> None:
+        conn.executemany(
+            f'UPDATE {table.q} SET "identity" = ?, "data" = ?, "c" = ? WHERE "identity" = ?', rows
+        )
+
+    def _negatives(self, conn: Any, table: Table) -> bool:
+        """Whether any row of `table` has a negative weight (one probe of a tiny index)."""
+        cur = conn.execute(
+            f"SELECT 1 FROM {table.q} INDEXED BY {self.quote(_negative_index(table))} "
+            'WHERE "c" < 0 LIMIT 1'
+        )
+        return cur.fetchone() is not None
+
+    def extra_ddl(self, table: Table) -> list[str]:
+        """A partial index of the rows of negative weight: nearly always empty, it tells
+        `upsert_settling` at once that no added row can settle a stored one."""
+        return [
+            f"CREATE INDEX IF NOT EXISTS {self.quote(_negative_index(table))} "
+            f'ON {table.q} ("c") WHERE "c" < 0'
+        ]
+
+    def with_extra_indexes(self, conn: Any, tables: list[Table]) -> set[str]:
+        wanted = {_negative_index(t): t.name for t in tables}
+        if not wanted:
+            return set()
+        found = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN "
+            f"({', '.join('?' * len(wanted))})",
+            list(wanted),
+        ).fetchall()
+        return {wanted[name] for (name,) in found}
 
     def existing_columns(self, conn: Any, names: list[str]) -> dict[str, set[str]]:
         wanted = set(names)
@@ -148,6 +190,10 @@ class SQLiteDialect(Dialect):
             "    t BIGINT NOT NULL\n"
             ")"
         ]
+
+
+def _negative_index(table: Table) -> str:
+    return fit(f"ix__{table.name}__negative")
 
 
 class StoreSQLite(StoreSQL):

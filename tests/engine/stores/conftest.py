@@ -67,14 +67,18 @@ def raw_connect(backend: Backend) -> Any:
 
 def settle_receipts(store: st.StoreSQL) -> st.ZSetPython[ReceiptItem]:
     """Changes of unknown stored weight on the seed cache's table (an integrate's state
-    never reads it): a retraction of a stored row, of a row stored twice, of an absent row,
-    and an addition to a stored row. Returns the integral they must leave."""
+    never reads it): a retraction of a stored row, of a row stored twice, of an absent row
+    (stored negative), and an addition to a stored row; then an addition settling the
+    negative row, and a new row while it is still stored. Returns the integral they must
+    leave."""
     receipts = store.state(cache.spec)
-    kept, dropped, twice, absent = (ReceiptItem(basket_id=i, total=1.0) for i in range(4))
-    store.begin(st.Time())
-    receipts.add(st.ZSetPython({kept: 1, dropped: 1, twice: 2}))
-    store.commit(st.Time())
-    store.begin(st.Time())
-    receipts.add(st.ZSetPython({dropped: -1, twice: -1, absent: -1, kept: 2}))
-    store.commit(st.Time())
-    return st.ZSetPython({kept: 3, twice: 1, absent: -1})
+    kept, dropped, twice, absent, fresh = (ReceiptItem(basket_id=i, total=1.0) for i in range(5))
+    for change in (
+        {kept: 1, dropped: 1, twice: 2},
+        {dropped: -1, twice: -1, absent: -1, kept: 2},
+        {absent: 1, fresh: 1},
+    ):
+        store.begin(st.Time())
+        receipts.add(st.ZSetPython(change))
+        store.commit(st.Time())
+    return st.ZSetPython({kept: 3, twice: 1, fresh: 1})

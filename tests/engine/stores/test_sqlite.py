@@ -18,7 +18,8 @@ import pytest
 
 from stepping_django import engine as st
 from stepping_django.engine.stores.base import Ordered, StateSpec
-from tests.engine.seed_query import LineItem, Product, graph
+from tests.engine.seed_query import LineItem, Product, ReceiptItem, cache, graph
+from tests.engine.stores.conftest import settle_receipts
 
 
 @pytest.fixture
@@ -83,7 +84,8 @@ def test_an_iteration_reads_only_by_key_one_statement_per_read(
 ) -> None:
     _, traced = db
     selects = [s for s in traced if s.lstrip().upper().startswith("SELECT")]
-    data_reads = [s for s in selects if "last_update" not in s]
+    probes = [s for s in selects if " INDEXED BY " in s]
+    data_reads = [s for s in selects if "last_update" not in s and s not in probes]
     assert data_reads, traced
     assert all(" WHERE " in s for s in data_reads), data_reads
     # join: the products at the line items' keys; group_reduce: the groups at their keys.
@@ -91,16 +93,71 @@ def test_an_iteration_reads_only_by_key_one_statement_per_read(
     assert len(data_reads) == 2, data_reads
     writes = [s for s in traced if s.lstrip().upper().startswith(("INSERT", "DELETE"))]
     deletes = [s for s in writes if s.startswith("DELETE")]
-    # At most one per table written. group_reduce read its groups, so it knows none of
-    # them reached 0 and asks no DELETE; the join's right side and the receipts were not
-    # read, so their rows stored at minus their change (none here) are deleted before the
-    # upsert instead of being written.
+    # group_reduce read its groups, so it knows none of them reached 0 and asks no DELETE.
+    # The join's right side and the receipts were not read, and only gain rows: one probe
+    # of each one's negative-weight index finds no row an addition could settle, so they
+    # are upserted without a DELETE.
     join_left, join_right, groups, receipts = (s.name for s in graph.states)
-    assert len(deletes) == 2, deletes
-    assert all(" RETURNING \"identity\"" in s for s in deletes), deletes
-    assert sorted(next(t for t in (join_right, receipts) if f'"{t}"' in s) for s in deletes) == (
+    assert deletes == []
+    assert sorted(next(t for t in (join_right, receipts) if f'"{t}"' in s) for s in probes) == (
         sorted([join_right, receipts])
     )
+
+
+def test_a_table_made_without_the_negative_weight_index_still_settles(tmp_path: Path) -> None:
+    """A table created before the partial index existed is attached as it is: additions
+    are then checked against stored negative weights by a DELETE, never by the probe."""
+    path = tmp_path / "old.db"
+    receipts = cache.spec.name
+    with st.connection_sqlite(path) as conn:
+        st.StoreSQLite.from_graph(conn, graph, create_tables=True)
+        conn.execute(f'DROP INDEX "ix__{receipts}__negative"')
+    traced: list[str] = []
+    with st.connection_sqlite(path) as conn:
+        store = st.StoreSQLite.from_graph(conn, graph, create_tables=False)
+        conn.set_trace_callback(traced.append)
+        expected = settle_receipts(store)
+        assert store.state(cache.spec).zset() == expected
+    assert not [s for s in traced if " INDEXED BY " in s]
+    assert [s for s in traced if s.startswith("DELETE") and f'"{receipts}"' in s]
+
+
+def test_an_addition_settles_a_negative_weight_found_by_the_probe(tmp_path: Path) -> None:
+    """With a negative weight stored, the probe answers yes, and the addition that brings
+    that row to 0 deletes it rather than storing a 0."""
+    traced: list[str] = []
+    with st.connection_sqlite(tmp_path / "neg.db") as conn:
+        store = st.StoreSQLite.from_graph(conn, graph, create_tables=True)
+        conn.set_trace_callback(traced.append)
+        expected = settle_receipts(store)
+        assert store.state(cache.spec).zset() == expected
+        weights = sorted(c for (c,) in conn.execute(f'SELECT "c" FROM "{cache.spec.name}"'))
+    assert weights == [1, 1, 3]
+    assert [s for s in traced if " INDEXED BY " in s]
+
+
+def test_a_group_total_replaced_is_one_update_of_its_row(db: tuple[Path, list[str]]) -> None:
+    """A new line item in basket 1 replaces that group's row (same key, new total): one
+    UPDATE of the stored row in place, no DELETE or INSERT on the groups' table."""
+    path, _ = db
+    groups = graph.states[2].name
+    traced: list[str] = []
+    with st.connection_sqlite(path) as conn:
+        store = st.StoreSQLite.from_graph(conn, graph, create_tables=False)
+        _, line_items = st.actions(store, graph)
+        conn.set_trace_callback(traced.append)
+        line_items.insert(LineItem(basket_id=1, product_name="tv", qty=10))
+        conn.set_trace_callback(None)
+        on_groups = [s.split()[0] for s in traced if f'"{groups}"' in s]
+        assert on_groups == ["SELECT", "UPDATE"], on_groups
+        assert sorted(store.state(cache.spec).zset().data.items()) == [
+            (ReceiptItem(basket_id=1, total=53.0), 1),
+            (ReceiptItem(basket_id=2, total=6.0), 1),
+        ]
+        (stored,) = conn.execute(
+            f'SELECT "c" FROM "{groups}" WHERE "ixd__right_basket_id__right_basket_id" = 1'
+        ).fetchall()
+        assert stored == (1,)
 
 
 def test_a_keyed_read_of_many_keys_is_one_statement(tmp_path: Path) -> None:
