@@ -102,8 +102,10 @@ class SQLiteDialect(Dialect):
         by_delta: dict[int, list[bytes]] = {}
         for r in rows:
             by_delta.setdefault(r[-1], []).append(r[0])
-        if table.extra_indexed and any(c > 0 for c in by_delta) and not self._negatives(
-            conn, table
+        if (
+            table.extra_indexed
+            and any(c > 0 for c in by_delta)
+            and not self._negatives(conn, table)
         ):
             by_delta = {c: ids for c, ids in by_delta.items() if c < 0}
         size = self.max_keys(conn, 1) or len(rows)
