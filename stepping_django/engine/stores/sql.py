@@ -353,7 +353,7 @@ class Table:
         for f, composite, encoders in self._writers:
             key = f(row)
             if composite:
-                values.extend(e(v) for e, v in zip(encoders, key))
+                values.extend(map(operator.call, encoders, key))
             else:
                 values.append(encoders[0](key))
         values.append(c)
@@ -371,11 +371,18 @@ def _encode_keys(
 ) -> dict[tuple[bool, ...], list[tuple[Any, ...]]]:
     """Encoded keys, split by which parts are None (those match with IS NULL instead)."""
     by_pattern: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+    encoders = [c.kind.encode for c in cols]
+    complete: list[tuple[Any, ...]] = []  # no part None: the usual case, one quick pass
     for key in keys:
         parts = index.parts(key)
+        if None not in parts:
+            complete.append(tuple(map(operator.call, encoders, parts)))
+            continue
         pattern = tuple(p is None for p in parts)
-        values = tuple(c.kind.encode(p) for c, p, null in zip(cols, parts, pattern) if not null)
+        values = tuple(e(p) for e, p, null in zip(encoders, parts, pattern) if not null)
         by_pattern.setdefault(pattern, []).append(values)
+    if complete:
+        by_pattern[(False,) * len(cols)] = complete
     return by_pattern
 
 
