@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias
 from stepping_django.engine.serialize import dumps
 from stepping_django.engine.stores.sql import (
     MAX_IDENTIFIER_BYTES,
+    Changes,
     Column,
     Dialect,
+    IdOf,
     KeyKind,
     Params,
     StoreSQL,
     Table,
+    Write,
     encode_datetime,
     encode_time,
     quote,
@@ -226,7 +229,9 @@ class PostgresDialect(Dialect):
             self._columns(table, rows),
         )
 
-    def upsert_settling(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
+    def upsert_settling(
+        self, conn: Any, table: Table, changes: Changes, write: Write, id_of: IdOf
+    ) -> None:
         """One statement. MERGE (Postgres 15+) finds each row once and deletes, updates or
         inserts it (20% less server time than the CTE in a measure of the meter-reads
         tables). It is safe because one iteration at a time writes a table (the frontier
@@ -254,7 +259,7 @@ class PostgresDialect(Dialect):
                 f'WHERE NOT EXISTS (SELECT FROM gone WHERE gone."identity" = u."identity") '
                 f'ON CONFLICT ("identity") DO UPDATE SET "c" = {t}."c" + excluded."c"'
             )
-        conn.execute(sql, self._columns(table, rows))
+        conn.execute(sql, self._columns(table, [write(row, c) for row, c in changes]))
 
     def existing_columns(self, conn: Any, names: list[str]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}

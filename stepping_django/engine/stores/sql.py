@@ -54,6 +54,10 @@ MAX_IDENTIFIER_BYTES = 63
 
 Encode = Callable[[Any], Any]
 Params = list[Any]
+#: Rows of unknown stored weight, as (row, delta), how to write one, and its identity.
+Changes = list[tuple[Any, int]]
+Write = Callable[[Any, int], tuple[Any, ...]]
+IdOf = Callable[[Any], bytes]
 
 
 def quote(name: str) -> str:
@@ -189,10 +193,14 @@ class Dialect:
     def upsert(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
         raise NotImplementedError
 
-    def upsert_settling(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
-        """Upsert rows whose stored weights are unknown: a row stored at exactly minus its
-        delta is deleted instead, so no row is left at weight 0 and none is checked after.
-        A retracted row is deleted without being written first."""
+    def upsert_settling(
+        self, conn: Any, table: Table, changes: Changes, write: Write, id_of: IdOf
+    ) -> None:
+        """Upsert rows whose stored weights are unknown, given as (row, delta), with
+        `write(row, delta)` making a row's upsert parameters and `id_of(row)` its identity:
+        a row stored at exactly minus its delta is deleted instead, so no row is left at
+        weight 0 and none is checked after. A retracted row is deleted without being
+        written first."""
         raise NotImplementedError
 
     def existing_columns(self, conn: Any, names: list[str]) -> dict[str, set[str]]:
@@ -679,19 +687,20 @@ class SQLState:
             updates = [(*encode(new, c)[:2], c, id_(old)) for old, new, c in replaced]
             d.replace(conn, self.table, updates)
         rows: list[tuple[Any, ...]] = []  # stored weights known: the sum is not 0
-        unsure: list[tuple[Any, ...]] = []  # stored weights unknown
+        unsure: Changes = []  # stored weights unknown: the dialect encodes what it writes
         gone: list[bytes] = []  # known rows reaching 0
         for row, c in self._pending.items():
             stored = known.get(row)
-            if stored is not None and not stored + c:
-                if stored:
-                    gone.append(id_(row))
-                continue
-            (unsure if stored is None else rows).append(encode(row, c))
+            if stored is None:
+                unsure.append((row, c))
+            elif stored + c:
+                rows.append(encode(row, c))
+            elif stored:
+                gone.append(id_(row))
         if rows:
             d.upsert(conn, self.table, rows)
         if unsure:
-            d.upsert_settling(conn, self.table, unsure)
+            d.upsert_settling(conn, self.table, unsure, encode, id_)
         for chunk in self._chunks(gone, 1) if gone else ():
             cond, params = d.ids_in(chunk)
             d.execute(conn, f"DELETE FROM {self.table.q} WHERE {cond}", params)

@@ -19,12 +19,15 @@ from typing import Any, TypeAlias
 
 from stepping_django.engine.serialize import dumps
 from stepping_django.engine.stores.sql import (
+    Changes,
     Column,
     Dialect,
+    IdOf,
     KeyKind,
     Params,
     StoreSQL,
     Table,
+    Write,
     encode_date,
     encode_datetime,
     encode_decimal_text,
@@ -95,31 +98,35 @@ class SQLiteDialect(Dialect):
             rows,
         )
 
-    def upsert_settling(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
+    def upsert_settling(
+        self, conn: Any, table: Table, changes: Changes, write: Write, id_of: IdOf
+    ) -> None:
         """Rows of a negative delta (retractions) are deleted where stored at minus it; rows
         of a positive one are looked for only if the table holds a negative weight at all,
-        which the partial index of `extra_ddl` answers in one probe (usually: none)."""
+        which the partial index of `extra_ddl` answers in one probe (usually: none). Only
+        the rows left are encoded for the upsert."""
+        ids = [id_of(row) for row, _ in changes]
         by_delta: dict[int, list[bytes]] = {}
-        for r in rows:
-            by_delta.setdefault(r[-1], []).append(r[0])
+        for rid, (_, c) in zip(ids, changes):
+            by_delta.setdefault(c, []).append(rid)
         if (
             table.extra_indexed
             and any(c > 0 for c in by_delta)
             and not self._negatives(conn, table)
         ):
-            by_delta = {c: ids for c, ids in by_delta.items() if c < 0}
-        size = self.max_keys(conn, 1) or len(rows)
+            by_delta = {c: same for c, same in by_delta.items() if c < 0}
+        size = self.max_keys(conn, 1) or len(changes)
         gone: set[bytes] = set()
-        for c, ids in by_delta.items():
-            for i in range(0, len(ids), size):
-                chunk = ids[i : i + size]
+        for c, same in by_delta.items():
+            for i in range(0, len(same), size):
+                chunk = same[i : i + size]
                 cur = conn.execute(
                     f'DELETE FROM {table.q} WHERE "c" = ? AND "identity" IN '
                     f'({", ".join("?" * len(chunk))}) RETURNING "identity"',
                     [-c, *chunk],
                 )
                 gone.update(row_id for (row_id,) in cur)
-        rest = [r for r in rows if r[0] not in gone] if gone else rows
+        rest = [write(row, c) for rid, (row, c) in zip(ids, changes) if rid not in gone]
         if rest:
             self.upsert(conn, table, rest)
 
