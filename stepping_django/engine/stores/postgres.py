@@ -192,7 +192,9 @@ class PostgresDialect(Dialect):
                 f"table name {name!r} is longer than Postgres's {MAX_IDENTIFIER_BYTES} bytes"
             )
 
-    def match(self, cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> tuple[str, Params]:
+    def match(
+        self, table: str, cols: Sequence[Column], keys: list[tuple[Any, ...]]
+    ) -> tuple[str, Params]:
         columns = [self.array(c.kind.array_type, values) for c, values in zip(cols, zip(*keys))]
         if len(cols) == 1:
             return f"{cols[0].q} = ANY(%b::{cols[0].kind.array_type})", columns

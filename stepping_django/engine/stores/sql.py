@@ -182,8 +182,11 @@ class Dialect:
         """How many keys of `columns` columns one statement may carry (None: no limit)."""
         return None
 
-    def match(self, cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> tuple[str, Params]:
-        """A condition true where the (non-NULL) `cols` equal one of `keys`."""
+    def match(
+        self, table: str, cols: Sequence[Column], keys: list[tuple[Any, ...]]
+    ) -> tuple[str, Params]:
+        """A condition on `table` (quoted), true where its (non-NULL) `cols` equal one of
+        `keys`; the database must answer it from the index of `cols`, key by key."""
         raise NotImplementedError
 
     def ids_in(self, ids: list[bytes]) -> tuple[str, Params]:
@@ -395,7 +398,11 @@ def _encode_keys(
 
 
 def key_condition(
-    dialect: Dialect, cols: Sequence[Column], index: Index[Any, Any], keys: Iterable[Any]
+    dialect: Dialect,
+    table: str,
+    cols: Sequence[Column],
+    index: Index[Any, Any],
+    keys: Iterable[Any],
 ) -> tuple[str, Params]:
     """One condition selecting the rows under any of `keys` (None parts as IS NULL)."""
     terms: list[str] = []
@@ -404,7 +411,7 @@ def key_condition(
         parts = [f"{c.q} IS NULL" for c, null in zip(cols, pattern) if null]
         live = [c for c, null in zip(cols, pattern) if not null]
         if live:
-            sql, p = dialect.match(live, list(dict.fromkeys(values)))
+            sql, p = dialect.match(table, live, list(dict.fromkeys(values)))
             parts.append(sql)
             params.extend(p)
         terms.append("(" + " AND ".join(parts) + ")")
@@ -569,7 +576,7 @@ class SQLState:
         cols = self.table.columns[index]
         found: list[tuple[Any, ...]] = []
         for chunk in self._chunks(keys, len(cols)):
-            cond, params = key_condition(self._store.dialect, cols, index, chunk)
+            cond, params = key_condition(self._store.dialect, self.table.q, cols, index, chunk)
             found.extend(self._query(f"SELECT {columns} FROM {self.table.q} WHERE {cond}", params))
         return found
 
@@ -629,7 +636,7 @@ class SQLState:
         where = '"c" > 0'
         params: Params = []
         if ordered.group is not None and groups is not None:
-            cond, params = key_condition(d, t.columns[ordered.group], ordered.group, groups)
+            cond, params = key_condition(d, t.q, t.columns[ordered.group], ordered.group, groups)
             where += f" AND ({cond})"
         select = f'SELECT "identity", "data", "c" FROM {t.q}'
         if not all(c.kind.orderable for c in order_cols):

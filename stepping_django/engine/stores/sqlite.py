@@ -78,14 +78,23 @@ class SQLiteDialect(Dialect):
         limit: int = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         return max(1, (limit - 8) // max(1, columns))
 
-    def match(self, cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> tuple[str, Params]:
+    def match(
+        self, table: str, cols: Sequence[Column], keys: list[tuple[Any, ...]]
+    ) -> tuple[str, Params]:
+        """One column: `IN (...)`, an index search per key. Several: SQLite answers a row
+        value `IN (VALUES ...)` by scanning the whole table, so the keys are joined to
+        the table's index instead (the keys first, `CROSS JOIN` fixes that order) and
+        the rows are then fetched by rowid."""
         if len(cols) == 1:
             marks = ", ".join("?" * len(keys))
             return f"{cols[0].q} IN ({marks})", [k[0] for k in keys]
         row = "(" + ", ".join("?" * len(cols)) + ")"
-        names = ", ".join(c.q for c in cols)
-        values = ", ".join([row] * len(keys))
-        return f"({names}) IN (VALUES {values})", [v for k in keys for v in k]
+        on = " AND ".join(f"k.{c.q} = v.column{i}" for i, c in enumerate(cols, 1))
+        return (
+            f"rowid IN (SELECT k.rowid FROM (VALUES {', '.join([row] * len(keys))}) AS v "
+            f"CROSS JOIN {table} AS k ON {on})",
+            [v for k in keys for v in k],
+        )
 
     def ids_in(self, ids: list[bytes]) -> tuple[str, Params]:
         return f'"identity" IN ({", ".join("?" * len(ids))})', list(ids)

@@ -218,6 +218,34 @@ def test_the_top_rows_of_many_groups_are_one_windowed_statement(tmp_path: Path) 
     assert len(traced) == 1 and "ROW_NUMBER() OVER" in traced[0]
 
 
+def test_a_read_by_a_composite_key_searches_the_index_and_never_scans_the_table(
+    tmp_path: Path,
+) -> None:
+    """SQLite answers `(a, b) IN (VALUES ...)` by reading every row of the table; the keys
+    are joined to the index instead, so the read costs the keys, not the table."""
+    by_both = st.Index.pick(Score, lambda s: (s.player, s.points))
+    spec = StateSpec("scores", indexes=(by_both,))
+    scores = {Score(player=p, points=n): 1 for p in "abcd" for n in range(50)}
+    with st.connection_sqlite(tmp_path / "pairs.db") as conn:
+        store = st.StoreSQLite.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
+        state = store.state(spec)
+        store.begin(st.Time())
+        state.add(st.ZSetPython(scores))
+        store.commit(st.Time())
+        traced: list[str] = []
+        conn.set_trace_callback(traced.append)
+        found = state.lookup(by_both, [("a", 1), ("b", 2), ("b", 2), ("z", 0)])
+        conn.set_trace_callback(None)
+        (read,) = traced
+        plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {read}")]
+    assert found == {
+        ("a", 1): {Score(player="a", points=1): 1},
+        ("b", 2): {Score(player="b", points=2): 1},
+    }
+    assert not [step for step in plan if step.startswith(f"SCAN {spec.name}")], plan
+    assert [step for step in plan if "USING COVERING INDEX" in step], plan
+
+
 def test_opening_a_file_another_connection_is_writing_waits_to_switch_it_to_wal(
     tmp_path: Path,
 ) -> None:
