@@ -13,6 +13,7 @@ import copy
 import datetime
 import itertools
 import os
+import select
 import struct
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -164,6 +165,23 @@ def _dump_as_is(self: Any, obj: bytes) -> bytes:
 _TEXT = 'TEXT COLLATE "C"'
 
 
+def send_all(conn: Any) -> None:
+    """Push out what libpq still holds of the statements queued in a pipeline.
+
+    psycopg (3.3.9) waits for the server's answer at a pipeline's sync (a read, the
+    commit) without first sending the rest of a statement too big for the socket's
+    buffer (some tens of MB): the server waits for that rest, and both wait for ever.
+    Outside a pipeline the buffer is already empty."""
+    pgconn = conn.pgconn
+    poll = None
+    while pgconn.flush():  # 1: more to send, once the socket takes it
+        if poll is None:
+            poll = select.poll()
+            poll.register(pgconn.socket, select.POLLIN | select.POLLOUT)
+        if any(event & select.POLLIN for _, event in poll.poll()):
+            pgconn.consume_input()  # the server's answers so far, so it can go on
+
+
 class PostgresDialect(Dialect):
     ph = "%s"
     blob = "BYTEA"
@@ -223,8 +241,22 @@ class PostgresDialect(Dialect):
     def _columns(self, table: Table, rows: list[tuple[Any, ...]]) -> Params:
         return [self.array(t, column) for t, column in zip(self._types(table), zip(*rows))]
 
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self._send(conn, sql, params)
+        return list(cur.fetchall()) if cur.description is not None else []
+
+    def query(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self._send(conn, sql, params).fetchall())
+
+    def _send(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
+        """`conn.execute`, then all of the statement out of libpq's buffer (`send_all`)."""
+        cur = conn.execute(sql, params)
+        send_all(conn)
+        return cur
+
     def upsert(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
-        conn.execute(
+        self._send(
+            conn,
             f"INSERT INTO {table.q} ({table.insert_columns()}) "
             f"SELECT * FROM unnest({self._arrays(table)}) "
             f'ON CONFLICT ("identity") DO UPDATE SET "c" = {table.q}."c" + excluded."c"',
@@ -261,7 +293,7 @@ class PostgresDialect(Dialect):
                 f'WHERE NOT EXISTS (SELECT FROM gone WHERE gone."identity" = u."identity") '
                 f'ON CONFLICT ("identity") DO UPDATE SET "c" = {t}."c" + excluded."c"'
             )
-        conn.execute(sql, self._columns(table, [write(row, c) for row, c in changes]))
+        self._send(conn, sql, self._columns(table, [write(row, c) for row, c in changes]))
 
     def existing_columns(self, conn: Any, names: list[str]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}

@@ -196,3 +196,18 @@ def test_rows_of_unknown_weight_settle_alike_with_merge_and_on_older_servers(
         stored = conn.execute(f'SELECT "c" FROM "{cache.spec.name}" ORDER BY "c"').fetchall()
         assert stored == [(1,), (1,), (3,)]
         assert store.state(cache.spec).zset() == expected
+
+
+def test_a_change_of_tens_of_megabytes_is_written_without_hanging(url: str) -> None:
+    """psycopg 3.3 waits for the server at a pipeline's sync without first sending the rest
+    of a statement too big for the socket (the server waits for that rest): this write
+    hung for ever before the store pushed each statement out itself."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.engine.stores.big_write", url, "2000", "20000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2000", "40000000"]
