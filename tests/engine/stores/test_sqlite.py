@@ -18,6 +18,7 @@ import pytest
 
 from stepping_django import engine as st
 from stepping_django.engine.stores.base import Ordered, StateSpec
+from stepping_django.engine.stores.sql import SQLState
 from tests.engine.seed_query import LineItem, Product, ReceiptItem, cache, graph
 from tests.engine.stores.conftest import settle_receipts
 
@@ -195,18 +196,23 @@ class Score(st.Data):
     points: int
 
 
+def loaded_scores(conn: sqlite3.Connection, spec: StateSpec) -> SQLState:
+    """`spec`'s state in a store on `conn`, holding 50 scores for each of 4 players."""
+    store = st.StoreSQLite.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
+    state = store.state(spec)
+    store.begin(st.Time())
+    state.add(st.ZSetPython({Score(player=p, points=n): 1 for p in "abcd" for n in range(50)}))
+    store.commit(st.Time())
+    return state
+
+
 def test_the_top_rows_of_many_groups_are_one_windowed_statement(tmp_path: Path) -> None:
     by_player = st.Index.pick(Score, lambda s: s.player)
     by_points = st.Index.pick(Score, lambda s: s.points, ascending=False)
     ordered = Ordered(by_points, by_player)
     spec = StateSpec("scores", ordered=(ordered,))
-    scores = {Score(player=p, points=n): 1 for p in "abcd" for n in range(50)}
     with st.connection_sqlite(tmp_path / "scores.db") as conn:
-        store = st.StoreSQLite.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
-        state = store.state(spec)
-        store.begin(st.Time())
-        state.add(st.ZSetPython(scores))
-        store.commit(st.Time())
+        state = loaded_scores(conn, spec)
         state.add(st.ZSetPython({Score(player="a", points=49): -1}))
         traced: list[str] = []
         conn.set_trace_callback(traced.append)
@@ -225,13 +231,8 @@ def test_a_read_by_a_composite_key_searches_the_index_and_never_scans_the_table(
     are joined to the index instead, so the read costs the keys, not the table."""
     by_both = st.Index.pick(Score, lambda s: (s.player, s.points))
     spec = StateSpec("scores", indexes=(by_both,))
-    scores = {Score(player=p, points=n): 1 for p in "abcd" for n in range(50)}
     with st.connection_sqlite(tmp_path / "pairs.db") as conn:
-        store = st.StoreSQLite.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
-        state = store.state(spec)
-        store.begin(st.Time())
-        state.add(st.ZSetPython(scores))
-        store.commit(st.Time())
+        state = loaded_scores(conn, spec)
         traced: list[str] = []
         conn.set_trace_callback(traced.append)
         found = state.lookup(by_both, [("a", 1), ("b", 2), ("b", 2), ("z", 0)])
