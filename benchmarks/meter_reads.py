@@ -204,6 +204,18 @@ def targets(ours: dict[str, Any], ref: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def section_head(title: str, command: str) -> list[str]:
+    """A RESULTS.md section's heading and the lines every section starts with."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"## {title}",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine()}",
+        f"- date: {now}",
+    ]
+
+
 def markdown(
     command: str,
     ours: dict[str, Any],
@@ -211,13 +223,8 @@ def markdown(
     note: str,
     extra: list[str],
 ) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"## store={ours['store']}, N={ours['n']:,}, B={ours['batch']:,}",
-        "",
-        f"- command: `{command}`",
-        f"- machine: {machine()}",
-        f"- date: {now}",
+        *section_head(f"store={ours['store']}, N={ours['n']:,}, B={ours['batch']:,}", command),
         f"- reference: stepping=={STEPPING_VERSION} from PyPI, same rows, same query, "
         "own subprocess",
     ]

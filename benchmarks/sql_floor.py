@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import importlib
 import os
 import pathlib
@@ -31,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from meter_reads import DEFAULT_PG, RESULTS, ROOT, machine, update_results
+from meter_reads import DEFAULT_PG, RESULTS, ROOT, section_head, update_results
 from rich.console import Console
 from rich.table import Table
 
@@ -412,13 +411,8 @@ def engine_commit() -> str:
 
 
 def markdown(command: str, args: argparse.Namespace, r: dict[str, Any]) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"## SQL floor: store={args.store}, N={args.n:,}, B={args.batch:,}",
-        "",
-        f"- command: `{command}`",
-        f"- machine: {machine()}",
-        f"- date: {now}",
+        *section_head(f"SQL floor: store={args.store}, N={args.n:,}, B={args.batch:,}", command),
         f"- engine: commit {r['commit']}",
         "- what: the load's statements, recorded from our engine's run with their parameter "
         "objects (and Postgres pipeline blocks), replayed alone on fresh tables made the same "

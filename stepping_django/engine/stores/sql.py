@@ -310,14 +310,14 @@ class Table:
         self.key_columns = [c for cols in self.columns.values() for c in cols]
         #: Whether the table has the dialect's `extra_ddl` indexes (known once attached).
         self.extra_indexed = False
-        #: The index whose equal keys mean equal key columns, all of them: a row replaced
-        #: by one of the same key keeps its key columns (one index, none stored as bytes,
-        #: whose encoding of equal values may differ).
+        #: Where the dialect updates rows in place: the index whose equal keys mean equal
+        #: key columns, all of them, so a row replaced by one of the same key keeps its key
+        #: columns (one index, none stored as bytes, whose encoding of equal values may
+        #: differ). Else None.
         ixs = list(self.columns)
         blob = dialect.kinds.get("blob")
-        self.in_place_index = (
-            ixs[0] if len(ixs) == 1 and all(c.kind is not blob for c in self.key_columns) else None
-        )
+        pairable = len(ixs) == 1 and all(c.kind is not blob for c in self.key_columns)
+        self.in_place_index = ixs[0] if dialect.updates_in_place and pairable else None
         self._writers = [
             (ix.f, ix.is_composite, [c.encode for c in cols]) for ix, cols in self.columns.items()
         ]
@@ -690,8 +690,8 @@ class SQLState:
         known = self._known
         replaced = self._note_looked_up()
         encode, id_ = self._encode, self._id
-        if replaced:
-            updates = [(*encode(new, c)[:2], c, id_(old)) for old, new, c in replaced]
+        if replaced:  # the key columns stay: only the identity and data are needed
+            updates = [(*self._id_and_data(new), c, id_(old)) for old, new, c in replaced]
             d.replace(conn, self.table, updates)
         rows: list[tuple[Any, ...]] = []  # stored weights known: the sum is not 0
         unsure: Changes = []  # stored weights unknown: the dialect encodes what it writes
@@ -718,7 +718,7 @@ class SQLState:
         where the table can be updated in place, take out of `pending` and return the
         (stored row leaving, new row, its weight) pairs that share their key."""
         known, pending = self._known, self._pending
-        in_place = self.table.in_place_index if self._store.dialect.updates_in_place else None
+        in_place = self.table.in_place_index
         replaced: list[tuple[Any, Any, int]] = []
         for ix, keys in self._looked.items():
             buckets = self._buckets(ix)
@@ -742,14 +742,20 @@ class SQLState:
 
     def _encode(self, row: Any, c: int) -> tuple[Any, ...]:
         """`row`'s write parameters (`Table.write_row`), encoding it at most once."""
+        rid, data = self._id_and_data(row)
+        return self.table.write_row(row, rid, c, data)
+
+    def _id_and_data(self, row: Any) -> tuple[bytes, bytes]:
+        """`row`'s identity and encoding, each made at most once; the row is kept, so the
+        next reads of it need not decode it."""
         rid = self._rows.id_of(row)
         if rid is not None or isinstance(row, Data):  # Data rows cache their bytes
-            written = self.table.write_row(row, rid or identity(row), c)
+            rid, data = rid or identity(row), dumps(row)
         else:  # encode once, for the identity and the data
             data = dumps(row)
-            written = self.table.write_row(row, identity_of_bytes(data), c, data)
-        self._rows.keep(written[0], row)  # the next reads of this row need not decode it
-        return written
+            rid = identity_of_bytes(data)
+        self._rows.keep(rid, row)
+        return rid, data
 
     def forget_reads(self) -> None:
         if self._known or self._looked:
