@@ -380,7 +380,10 @@ class Table:
 def _encode_keys(
     cols: Sequence[Column], index: Index[Any, Any], keys: Iterable[Any]
 ) -> dict[tuple[bool, ...], list[tuple[Any, ...]]]:
-    """Encoded keys, split by which parts are None (those match with IS NULL instead)."""
+    """Encoded keys, split by which parts are None (those match with IS NULL instead).
+
+    A key with None for a NOT NULL column is left out: no row is under it, and SQLite
+    answers `col IS NULL OR col IN (...)` on such a column by reading every row."""
     by_pattern: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
     encoders = [c.kind.encode for c in cols]
     complete: list[tuple[Any, ...]] = []  # no part None: the usual case, one quick pass
@@ -390,6 +393,8 @@ def _encode_keys(
             complete.append(tuple(map(operator.call, encoders, parts)))
             continue
         pattern = tuple(p is None for p in parts)
+        if any(null and not c.nullable for c, null in zip(cols, pattern)):
+            continue
         values = tuple(e(p) for e, p, null in zip(encoders, parts, pattern) if not null)
         by_pattern.setdefault(pattern, []).append(values)
     if complete:
@@ -404,7 +409,8 @@ def key_condition(
     index: Index[Any, Any],
     keys: Iterable[Any],
 ) -> tuple[str, Params]:
-    """One condition selecting the rows under any of `keys` (None parts as IS NULL)."""
+    """One condition selecting the rows under any of `keys` (None parts as IS NULL), or
+    "" when no row can be under any of them (`_encode_keys`)."""
     terms: list[str] = []
     params: Params = []
     for pattern, values in _encode_keys(cols, index, keys).items():
@@ -577,7 +583,9 @@ class SQLState:
         found: list[tuple[Any, ...]] = []
         for chunk in self._chunks(keys, len(cols)):
             cond, params = key_condition(self._store.dialect, self.table.q, cols, index, chunk)
-            found.extend(self._query(f"SELECT {columns} FROM {self.table.q} WHERE {cond}", params))
+            if cond:
+                sql = f"SELECT {columns} FROM {self.table.q} WHERE {cond}"
+                found.extend(self._query(sql, params))
         return found
 
     def _load_ids(self, ids: list[Any]) -> dict[Any, Any]:
@@ -637,6 +645,8 @@ class SQLState:
         params: Params = []
         if ordered.group is not None and groups is not None:
             cond, params = key_condition(d, t.q, t.columns[ordered.group], ordered.group, groups)
+            if not cond:  # no stored row can be in these groups, a pending row's included
+                return []
             where += f" AND ({cond})"
         select = f'SELECT "identity", "data", "c" FROM {t.q}'
         if not all(c.kind.orderable for c in order_cols):
