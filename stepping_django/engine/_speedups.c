@@ -1,5 +1,5 @@
-/* The row encoder of stepping_django/engine/serialize.py, in C (optional: without it the
- * engine runs the same encoder in pure Python).
+/* The row encoder of stepping_django/engine/serialize.py and the row hash of data.py, in C
+ * (optional: without them the engine runs the same code in pure Python).
  *
  * serialize.py is the reference: `enc`, `identity` and `identity_of_bytes` give byte for byte
  * what its `_enc`, `identity` and `identity_of_bytes` give. Identities are stored in
@@ -728,6 +728,79 @@ static PyObject *identity(PyObject *module, PyObject *value) {
     return i;
 }
 
+/* -- the row hash ------------------------------------------------------------------------ */
+
+/* Row: the base of data.Data, whose one job is tp_hash. Z-sets are dicts keyed by rows, so a
+ * row is hashed at every dict operation; a Python __hash__ costs a frame per hash, this reads
+ * the hash the row's __init__ cached (`_st_hash`), and asks `hash_fallback` (data.py's
+ * `_st_compute_hash`) for rows made without it (decoded, unpickled). */
+static PyObject *s_st_hash, *hash_fallback;
+
+static Py_hash_t row_hash(PyObject *self) {
+    PyObject *h;
+    int r = LOOKUP_ATTR(self, s_st_hash, &h);
+    if (r < 0) return -1;
+    if (r == 0) {
+        if (hash_fallback == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "_speedups.set_hash_fallback() has not been called");
+            return -1;
+        }
+        h = PyObject_CallOneArg(hash_fallback, self);
+        if (h == NULL) return -1;
+    }
+    Py_hash_t v = PyLong_AsSsize_t(h);
+    Py_DECREF(h);
+    if (v == -1 && !PyErr_Occurred()) v = -2;
+    return v;
+}
+
+static PyTypeObject RowType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "stepping_django.engine._speedups.Row",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The base of st.Data: the row hash, in C.",
+    .tp_hash = row_hash,
+    .tp_new = PyType_GenericNew,
+};
+
+/* Whether `v` can lead to no object that could lead back to a new row: an object the cyclic
+ * collector does not track (atoms, rows settled before), a UUID (frozen, holding ints), or a
+ * tuple of such values (then untracked too, as the collector would do at its next pass). */
+static int is_leaf(PyObject *v, int depth) {
+    if (!PyObject_GC_IsTracked(v)) return 1;
+    if (Py_IS_TYPE(v, (PyTypeObject *)UUIDType)) return 1;
+    if (depth > 8) return 0;
+    if (PyTuple_CheckExact(v)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(v); i++)
+            if (!is_leaf(PyTuple_GET_ITEM(v, i), depth + 1)) return 0;
+        PyObject_GC_UnTrack(v);
+        return 1;
+    }
+    return 0;
+}
+
+/* settle(row, values): stop the cyclic collector tracking a new row whose field values are
+ * all leaves. Such a row cannot be in a reference cycle, and rows are most of what the engine
+ * allocates and keeps in its caches: tracked, each costs a visit at every collection. */
+static PyObject *settle(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyTuple_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "settle(row, values: tuple)");
+        return NULL;
+    }
+    if (UUIDType == NULL || !PyObject_GC_IsTracked(args[0])) Py_RETURN_NONE;
+    PyObject *values = args[1];
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(values); i++)
+        if (!is_leaf(PyTuple_GET_ITEM(values, i), 0)) Py_RETURN_NONE;
+    PyObject_GC_UnTrack(args[0]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_hash_fallback(PyObject *module, PyObject *fn) {
+    Py_XSETREF(hash_fallback, Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
 /* -- module ---------------------------------------------------------------------------- */
 
 static PyObject *init(PyObject *module, PyObject *args) {
@@ -771,6 +844,10 @@ static PyMethodDef methods[] = {
     {"identity", identity_entry, METH_O, "identity(value) -> bytes: serialize.identity, in C."},
     {"identity_of_bytes", identity_of_bytes_entry, METH_O,
      "identity_of_bytes(b) -> bytes: serialize.identity_of_bytes, in C."},
+    {"settle", (PyCFunction)(void (*)(void))settle, METH_FASTCALL,
+     "settle(row, values): untrack a new row whose values cannot lead to a reference cycle."},
+    {"set_hash_fallback", set_hash_fallback, METH_O,
+     "set_hash_fallback(fn): how Row hashes a row without a cached `_st_hash`."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -789,7 +866,15 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (!(s_st_bytes = intern("_st_bytes")) || !(s_st_id = intern("_st_id"))
         || !(s_st_enc = intern("__st_enc__")) || !(s_left = intern("left"))
         || !(s_right = intern("right")) || !(s_int = intern("int"))
-        || !(s_isoformat = intern("isoformat")) || !(s_utcoffset = intern("utcoffset")))
+        || !(s_isoformat = intern("isoformat")) || !(s_utcoffset = intern("utcoffset"))
+        || !(s_st_hash = intern("_st_hash")))
         return NULL;
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&RowType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "Row", (PyObject *)&RowType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import os
 import types
 import typing
 import uuid
@@ -97,8 +98,28 @@ def _to_decimal(v: Any) -> Any:
     return v
 
 
+def _load_speedups() -> types.ModuleType | None:
+    """The C module, or None when it is not built or STEPPING_PURE_PYTHON=1 asks for pure
+    Python (serialize.py asks the same)."""
+    if os.environ.get("STEPPING_PURE_PYTHON") == "1":
+        return None
+    try:
+        from stepping_django.engine import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+_speedups = _load_speedups()
+#: Data's base: `_speedups.Row`, whose C hash reads the one the row's __init__ cached.
+if typing.TYPE_CHECKING:
+    _RowBase = object
+else:
+    _RowBase = object if _speedups is None else _speedups.Row
+
+
 @typing.dataclass_transform(kw_only_default=True, frozen_default=True, order_default=True)
-class Data:
+class Data(_RowBase):
     """Base of user row types: `class Product(st.Data): name: str; price: float`.
 
     Subclasses become frozen, keyword-only, ordered dataclasses. Fields are inherited,
@@ -111,7 +132,7 @@ class Data:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         dataclasses.dataclass(frozen=True, kw_only=True, order=True, eq=True)(cls)
-        cls.__hash__ = Data.__hash__  # type: ignore[method-assign]
+        cls.__hash__ = _ROW_HASH  # type: ignore[method-assign]
         cls.__st_fields__ = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
         hints = _field_types(cls)
         for name in cls.__st_fields__:
@@ -132,20 +153,17 @@ class Data:
             if new is not value:
                 object.__setattr__(self, name, new)
 
-    def __hash__(self) -> int:
-        # Set by the generated __init__; rows made another way (decoded, unpickled,
-        # object.__new__) compute it here once.
+    def _st_compute_hash(self) -> int:
+        """The hash of a row made without the generated __init__ (decoded, unpickled,
+        object.__new__), computed once and cached like that __init__ does."""
+        values = [getattr(self, n) for n in self.__st_fields__]
         try:
-            return self._st_hash  # type: ignore[no-any-return,attr-defined]
-        except AttributeError:
-            values = [getattr(self, n) for n in self.__st_fields__]
-            try:
-                h = hash((type(self).__st_class_id__, *values))  # type: ignore[attr-defined]
-            except TypeError as e:
-                field = self._st_unhashable()
-                raise UnsupportedType(f"{type(self).__qualname__}.{field}: {e}") from e
-            object.__setattr__(self, "_st_hash", h)
-            return h
+            h = hash((type(self).__st_class_id__, *values))  # type: ignore[attr-defined]
+        except TypeError as e:
+            field = self._st_unhashable()
+            raise UnsupportedType(f"{type(self).__qualname__}.{field}: {e}") from e
+        object.__setattr__(self, "_st_hash", h)
+        return h
 
     def _st_unhashable(self) -> str:
         """The first field whose value cannot be hashed (so cannot be in a row)."""
@@ -165,6 +183,31 @@ class Data:
         return tuple(d[n] for n in self.__st_fields__)
 
 
+def _py_row_hash(self: Data) -> int:
+    # Set by the generated __init__; rows made another way compute it once.
+    try:
+        return self._st_hash  # type: ignore[no-any-return,attr-defined]
+    except AttributeError:
+        return self._st_compute_hash()
+
+
+def _settle_py(row: Any, values: tuple[Any, ...]) -> None:
+    """Pure Python leaves every row to the cyclic collector."""
+
+
+#: settle(row, values): after a row's hash is cached, stop the cyclic collector tracking it
+#: if nothing it holds can lead back to it (_speedups.c says how), since rows are most of
+#: what the engine allocates and keeps.
+settle: Any = _settle_py if _speedups is None else _speedups.settle
+
+if _speedups is None:
+    _ROW_HASH: Any = _py_row_hash
+    Data.__hash__ = _py_row_hash  # type: ignore[method-assign,assignment]
+else:
+    _speedups.set_hash_fallback(Data._st_compute_hash)
+    _ROW_HASH = _RowBase.__dict__["__hash__"]
+
+
 class Pair(Generic[L, R]):
     """Two rows side by side: what join and group produce."""
 
@@ -176,10 +219,12 @@ class Pair(Generic[L, R]):
         _set_left(self, left)
         _set_right(self, right)
         # Nearly every pair becomes a Z-set key: hash it now, once.
+        values = (_PAIR_SALT, left, right)
         try:
-            _set_h(self, hash((_PAIR_SALT, left, right)))
+            _set_h(self, hash(values))
         except TypeError:
-            pass
+            return
+        settle(self, values)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "_h":
@@ -248,10 +293,10 @@ EMPTY = Empty()
 
 def _install_init(cls: type) -> None:
     """Replace the dataclass `__init__` of `cls` by one that sets the fields straight into
-    the instance dict, normalises int -> float/Decimal inline, and caches the row's hash
-    (every row is hashed: Z-sets are dicts). The semantics are the dataclass's: keyword-only,
-    defaults, then the class's own `__post_init__` if it has one. Classes with
-    `default_factory` or `init=False` fields keep the dataclass `__init__`."""
+    the instance dict, normalises int -> float/Decimal inline, caches the row's hash (every
+    row is hashed: Z-sets are dicts) and `settle`s the row. The semantics are the
+    dataclass's: keyword-only, defaults, then the class's own `__post_init__` if it has one.
+    Classes with `default_factory` or `init=False` fields keep the dataclass `__init__`."""
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     names = [f.name for f in fields]
     initvar = getattr(dataclasses, "_FIELD_INITVAR", None)
@@ -275,6 +320,7 @@ def _install_init(cls: type) -> None:
         "_Decimal": decimal.Decimal,
         "_TypeError": TypeError,
         "_set": object.__setattr__,
+        "_settle": settle,
         "_cid": cls.__st_class_id__,  # type: ignore[attr-defined]
     }
     params = []
@@ -304,7 +350,9 @@ def _install_init(cls: type) -> None:
         values = ", ".join(names)
     body += [
         "    try:",
-        f"        _set(self, '_st_hash', _hash((_cid, {values}{',' if len(names) == 1 else ''})))",
+        f"        _values = (_cid, {values}{',' if len(names) == 1 else ''})",
+        "        _set(self, '_st_hash', _hash(_values))",
+        "        _settle(self, _values)",
         "    except _TypeError:",
         "        pass",
     ]

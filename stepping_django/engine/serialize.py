@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from stepping_django.engine.data import EMPTY, Data, Empty, Pair, UnsupportedType
+from stepping_django.engine.data import EMPTY, Data, Empty, Pair, UnsupportedType, settle
 
 EXT_DATA = 1
 EXT_PAIR = 2
@@ -315,6 +315,9 @@ def _failing_field(row: Data) -> str:
     return "?"
 
 
+# A row without __init__ (Data's base may be the C Row, which object.__new__ refuses).
+_new_row = Data.__new__
+
 # Decoded atoms that repeat a lot (ids, days), shared: they are immutable. Bounded.
 _DECODED: dict[tuple[int, bytes], Any] = {}
 _DECODED_MAX = 1 << 16
@@ -324,15 +327,16 @@ def _ext_hook(code: int, body: bytes) -> Any:
     if code == EXT_DATA:
         unpacked = _unpack(body)
         cls: Any = _CLASSES[unpacked[0]]
-        row: Any = object.__new__(cls)
+        row: Any = _new_row(cls)
         d = row.__dict__
         d.update(zip(cls.__st_fields__, unpacked[1:]))
         # The same hash as the generated __init__ gives: (class id, *fields).
+        d["_st_bytes"] = _ext(EXT_DATA, body)  # written back as read, never re-encoded
         try:
             d["_st_hash"] = hash(unpacked)
         except TypeError:
-            pass
-        d["_st_bytes"] = _ext(EXT_DATA, body)  # written back as read, never re-encoded
+            return row
+        settle(row, unpacked)
         return row
     if code == EXT_UUID or code == EXT_DATE:
         key = (code, body)

@@ -220,7 +220,7 @@ def test_odd_values_raise_instead_of_crashing() -> None:
     bad_uuid = uuid.UUID(int=1)
     object.__setattr__(bad_uuid, "int", -1)
     half_pair = st.Pair.__new__(st.Pair)
-    rowless = object.__new__(DatedRead)
+    rowless = DatedRead.__new__(DatedRead)
     deep: Any = ()
     deep_row: Any = None
     for _ in range(100_000):
@@ -260,9 +260,10 @@ def test_encoding_leaves_every_reference_count_as_it_was() -> None:
 PURE_SCRIPT = """
 import json, sys
 sys.path.insert(0, {repo!r})
-from stepping_django.engine import serialize
+from stepping_django.engine import data, serialize
 from tests.engine.test_speedups import CASES
 assert serialize._speedups is None and serialize._enc is serialize._enc_py
+assert data.Data.__bases__ == (object,) and all(hash(v) == hash(v) for v in CASES)
 print(json.dumps([[serialize.dumps(v).hex(), serialize.identity(v).hex()] for v in CASES]))
 """
 
