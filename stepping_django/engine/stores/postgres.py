@@ -230,6 +230,31 @@ class PostgresDialect(Dialect):
     def ids_in(self, ids: list[bytes]) -> tuple[str, Params]:
         return '"identity" = ANY(%b::bytea[])', [self.array("bytea[]", ids)]
 
+    def first_per_key(
+        self,
+        table: str,
+        cols: Sequence[Column],
+        keys: list[tuple[Any, ...]],
+        where: str,
+        order: str,
+        limit: int,
+    ) -> tuple[str, Params]:
+        """The keys as arrays (one parameter per column, as `match`), each joined LATERAL
+        to its own `ORDER BY ... LIMIT`: an Index Scan of the first index under a Limit,
+        run once per key."""
+        names = ", ".join(f"k{i}" for i in range(len(cols)))
+        arrays = ", ".join(f"%b::{c.kind.array_type}" for c in cols)
+        on = " AND ".join(f"r.{c.q} = v.k{i}" for i, c in enumerate(cols))
+        return (
+            f'SELECT x."identity", x."data", x."c" FROM unnest({arrays}) AS v ({names}) '
+            f'CROSS JOIN LATERAL (SELECT r."identity", r."data", r."c" FROM {table} AS r '
+            f"WHERE {on} AND {where} ORDER BY {order} LIMIT %s) AS x",
+            [
+                *(self.array(c.kind.array_type, values) for c, values in zip(cols, zip(*keys))),
+                limit,
+            ],
+        )
+
     def _types(self, table: Table) -> list[str]:
         return ["bytea[]", "bytea[]", *(c.kind.array_type for c in table.key_columns), "bigint[]"]
 

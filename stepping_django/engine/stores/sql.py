@@ -193,6 +193,22 @@ class Dialect:
         """A condition true where `identity` is one of `ids`."""
         raise NotImplementedError
 
+    def first_per_key(
+        self,
+        table: str,
+        cols: Sequence[Column],
+        keys: list[tuple[Any, ...]],
+        where: str,
+        order: str,
+        limit: int,
+    ) -> tuple[str, Params]:
+        """A SELECT of "identity", "data", "c": for each of `keys` (distinct values of
+        `cols`, none NULL), the first `limit` rows of `table` (quoted) where `where`, in
+        `order`. Both name the table's columns as `r.<column>`. The database must read each
+        key's rows from the index of (`cols`, order columns, identity) and stop at `limit`:
+        a window over the whole group (ROW_NUMBER() ... rn <= limit) reads every row of it."""
+        raise NotImplementedError
+
     def upsert(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
         raise NotImplementedError
 
@@ -643,19 +659,24 @@ class SQLState:
         order_cols = t.columns[ordered.order]
         where = '"c" > 0'
         params: Params = []
-        if ordered.group is not None and groups is not None:
+        orderable = all(c.kind.orderable for c in order_cols)
+        if ordered.group is not None and groups is not None and not orderable:
             cond, params = key_condition(d, t.q, t.columns[ordered.group], ordered.group, groups)
             if not cond:  # no stored row can be in these groups, a pending row's included
                 return []
             where += f" AND ({cond})"
         select = f'SELECT "identity", "data", "c" FROM {t.q}'
-        if not all(c.kind.orderable for c in order_cols):
+        if not orderable:
             top = f"{select} WHERE {where}"
+        elif ordered.group is not None and groups is not None:
+            top, params = self._first_per_group(ordered.group, order_cols, limit, groups)
+            if not top:  # no stored row can be in these groups, a pending row's included
+                return []
         else:
             order = ", ".join([*(d.order_term(c.q, c.ascending) for c in order_cols), '"identity"'])
             if ordered.group is None:
                 top = f"SELECT * FROM ({select} WHERE {where} ORDER BY {order} LIMIT {d.ph}) AS a"
-            else:
+            else:  # every group: a window over the table, which is read whole anyway
                 part = ", ".join(c.q for c in t.columns[ordered.group])
                 top = (
                     f'SELECT "identity", "data", "c" FROM (SELECT "identity", "data", "c", '
@@ -669,6 +690,46 @@ class SQLState:
             top = f"{top} UNION ALL {select} WHERE {cond}"
             params = [*params, *more]
         return self._query(top, params)
+
+    def _first_per_group(
+        self,
+        group: Index[Any, Any],
+        order_cols: Sequence[Column],
+        limit: int,
+        groups: Collection[Any],
+    ) -> tuple[str, Params]:
+        """The first `limit` positive rows of each of `groups` in one statement ("" when no
+        stored row can be under any), each group read from the table's first index up to
+        `limit` entries (`Dialect.first_per_key`), so a group of a million rows costs its
+        first `limit`, not a million.
+
+        Keys are split by which parts are None (`_encode_keys`): a NULL never equals, so
+        those parts are matched with IS NULL, which the index answers as an equality; a
+        key of None parts only is one ordered read up to LIMIT."""
+        d, t = self._store.dialect, self.table
+        cols = t.columns[group]
+        order = ", ".join(
+            [*(d.order_term(f"r.{c.q}", c.ascending) for c in order_cols), 'r."identity"']
+        )
+        branches: list[str] = []
+        params: Params = []
+        for pattern, values in _encode_keys(cols, group, groups).items():
+            where = " AND ".join(
+                [*(f"r.{c.q} IS NULL" for c, null in zip(cols, pattern) if null), 'r."c" > 0']
+            )
+            live = [c for c, null in zip(cols, pattern) if not null]
+            if live:
+                keys = list(dict.fromkeys(values))
+                sql, more = d.first_per_key(t.q, live, keys, where, order, limit)
+            else:
+                sql = (
+                    f'SELECT * FROM (SELECT r."identity", r."data", r."c" FROM {t.q} AS r '
+                    f"WHERE {where} ORDER BY {order} LIMIT {d.ph}) AS n"
+                )
+                more = [limit]
+            branches.append(sql)
+            params.extend(more)
+        return " UNION ALL ".join(branches), params
 
     def zset(self) -> ZSetPython[Any]:
         found = self._query(f'SELECT "identity", "data", "c" FROM {self.table.q}', [])

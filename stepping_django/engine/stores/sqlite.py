@@ -99,6 +99,28 @@ class SQLiteDialect(Dialect):
     def ids_in(self, ids: list[bytes]) -> tuple[str, Params]:
         return f'"identity" IN ({", ".join("?" * len(ids))})', list(ids)
 
+    def first_per_key(
+        self,
+        table: str,
+        cols: Sequence[Column],
+        keys: list[tuple[Any, ...]],
+        where: str,
+        order: str,
+        limit: int,
+    ) -> tuple[str, Params]:
+        """SQLite has no LATERAL: each key's rows are the rowids of a correlated subquery,
+        `ORDER BY ... LIMIT ?` on the first index (a SEARCH that stops at the LIMIT, no
+        sort), which SQLite runs once per key of the VALUES list (`CROSS JOIN` keeps the
+        keys outside) and then fetches by rowid."""
+        row = "(" + ", ".join("?" * len(cols)) + ")"
+        on = " AND ".join(f"r.{c.q} = v.column{i}" for i, c in enumerate(cols, 1))
+        return (
+            f'SELECT k."identity", k."data", k."c" FROM (VALUES {", ".join([row] * len(keys))}) '
+            f"AS v CROSS JOIN {table} AS k ON k.rowid IN (SELECT r.rowid FROM {table} AS r "
+            f"WHERE {on} AND {where} ORDER BY {order} LIMIT ?)",
+            [*(v for k in keys for v in k), limit],
+        )
+
     def upsert(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
         marks = ", ".join("?" * len(rows[0]))
         conn.executemany(

@@ -6,6 +6,8 @@ identity, the same in every store.
 
 from __future__ import annotations
 
+from hypothesis import strategies as hs
+
 from stepping_django import engine as st
 from tests.engine.operators.driver import (
     Item,
@@ -77,6 +79,53 @@ def test_first_n_of_a_map_with_ties_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, top_of_a_map, run)
+
+
+class Entry(st.Data):
+    """A score in a game and level (either may be None) of a leaderboard."""
+
+    game: int | None
+    level: int | None
+    points: int | None
+
+
+entries: hs.SearchStrategy[Entry] = hs.builds(
+    Entry,
+    game=hs.none() | hs.integers(0, 1),
+    level=hs.none() | hs.integers(0, 1),
+    points=hs.none() | hs.integers(0, 2),
+)
+by_points_desc = st.Index.pick(Entry, lambda e: e.points, ascending=False)
+by_level_asc_points_desc = st.Index.pick(
+    Entry, lambda e: (e.level, e.points), ascending=(True, False)
+)
+
+
+def top_two_per_game(a: st.ZSet[Entry]) -> st.ZSet[st.Pair[Entry, int | None]]:
+    """A leaderboard: the first two of each game (None a game too), by level then points
+    descending (None first when ascending, last when descending)."""
+    g = st.group(a, by=st.Index.pick(Entry, lambda e: e.game))
+    return st.flatten(st.per_group[g](lambda g: st.first_n(g, index=by_level_asc_points_desc, n=2)))
+
+
+def top_two_per_game_and_level(a: st.ZSet[Entry]) -> st.ZSet[st.Pair[Entry, object]]:
+    """Grouped on a composite key whose parts may be None, one at a time or both."""
+    g = st.group(a, by=st.Index.pick(Entry, lambda e: (e.game, e.level)))
+    return st.flatten(st.per_group[g](lambda g: st.first_n(g, index=by_points_desc, n=2)))
+
+
+@store_property(run=steps(entries))
+def test_first_n_per_group_with_none_keys_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, top_two_per_game, run)
+
+
+@store_property(run=steps(entries))
+def test_first_n_per_composite_group_with_none_parts_matches_from_scratch(
+    make_store: StoreMaker, run: list[Step]
+) -> None:
+    check_incremental(make_store, top_two_per_game_and_level, run)
 
 
 def test_first_n_counts_weight_and_cuts_a_heavy_row_short() -> None:

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from stepping_django import engine as st
-from stepping_django.engine.stores.base import StateSpec
+from stepping_django.engine.stores.base import Ordered, StateSpec
 from stepping_django.engine.stores.postgres import (
     POOL_MAX_SIZE,
     PackedArray,
@@ -211,3 +211,48 @@ def test_a_change_of_tens_of_megabytes_is_written_without_hanging(url: str) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2000", "40000000"]
+
+
+class Score(st.Data):
+    player: str
+    points: int
+
+
+def test_the_top_rows_of_each_group_are_an_index_scan_under_a_limit(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grouped top n joins each group LATERAL to its own ORDER BY ... LIMIT: Postgres
+    reads the first index of each group up to the limit, not the whole group (a window
+    over the group read all of it)."""
+    by_player = st.Index.pick(Score, lambda s: s.player)
+    by_points = st.Index.pick(Score, lambda s: s.points, ascending=False)
+    ordered = Ordered(by_points, by_player)
+    spec = StateSpec("scores", ordered=(ordered,))
+    with st.connection_postgres(url) as conn:
+        store = st.StorePostgres.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
+        state = store.state(spec)
+        store.begin(st.Time())
+        rows = {Score(player=p, points=n): 1 for p in "abcd" for n in range(2_000)}
+        state.add(st.ZSetPython(rows))
+        store.commit(st.Time())
+        conn.execute(f'ANALYZE "{spec.name}"')
+        sent: list[tuple[str, Any]] = []
+        query = store.dialect.query
+
+        def traced(conn: Any, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+            sent.append((sql, params))
+            return query(conn, sql, params)
+
+        monkeypatch.setattr(store.dialect, "query", traced)
+        top = state.first(ordered, 2, ["a", "b", "z"])
+        ((sql, params),) = sent
+        plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN {sql}", params))
+    assert top == {
+        p: [(Score(player=p, points=1_999), 1), (Score(player=p, points=1_998), 1)] for p in "ab"
+    }
+    assert "LATERAL" in sql and "ROW_NUMBER" not in sql
+    lines = plan.splitlines()
+    (limit,) = [i for i, line in enumerate(lines) if "Limit" in line]
+    index_scan = f"Index Scan using ix__{spec.name}__first__"
+    assert any(index_scan in line for line in lines[limit + 1 :]), plan
+    assert not any(w in plan for w in ("Seq Scan", "Sort", "WindowAgg")), plan

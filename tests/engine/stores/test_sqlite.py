@@ -206,7 +206,11 @@ def loaded_scores(conn: sqlite3.Connection, spec: StateSpec) -> SQLState:
     return state
 
 
-def test_the_top_rows_of_many_groups_are_one_windowed_statement(tmp_path: Path) -> None:
+def test_the_top_rows_of_many_groups_are_one_statement_of_a_limit_per_group(
+    tmp_path: Path,
+) -> None:
+    """One statement for every group; each group's rows come from the first index, a
+    search that stops at the LIMIT (no sort, no scan of the table)."""
     by_player = st.Index.pick(Score, lambda s: s.player)
     by_points = st.Index.pick(Score, lambda s: s.points, ascending=False)
     ordered = Ordered(by_points, by_player)
@@ -217,11 +221,52 @@ def test_the_top_rows_of_many_groups_are_one_windowed_statement(tmp_path: Path) 
         traced: list[str] = []
         conn.set_trace_callback(traced.append)
         top = state.first(ordered, 2, ["a", "b", "z"])
+        conn.set_trace_callback(None)
+        (read,) = traced
+        plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {read}")]
     assert top == {
         "a": [(Score(player="a", points=48), 1), (Score(player="a", points=47), 1)],
         "b": [(Score(player="b", points=49), 1), (Score(player="b", points=48), 1)],
     }
-    assert len(traced) == 1 and "ROW_NUMBER() OVER" in traced[0]
+    assert "ROW_NUMBER" not in read and "LIMIT" in read
+    first_index = f"ix__{spec.name}__first__"
+    assert [s for s in plan if s.startswith("SEARCH r USING INDEX " + first_index)], plan
+    assert not [s for s in plan if s.startswith("SCAN") and spec.name in s], plan
+    assert not [s for s in plan if "TEMP B-TREE" in s or "AUTOMATIC" in s], plan
+
+
+def test_the_top_rows_of_a_group_cost_the_same_however_large_the_group(
+    tmp_path: Path,
+) -> None:
+    """The VM steps of a grouped top 2 do not grow with the group: a group of 5,000 rows
+    costs what one of 50 does (a window over the group read all 5,000)."""
+    by_player = st.Index.pick(Score, lambda s: s.player)
+    by_points = st.Index.pick(Score, lambda s: s.points, ascending=False)
+    ordered = Ordered(by_points, by_player)
+    spec = StateSpec("scores", ordered=(ordered,))
+    sizes = {"small": 50, "large": 5_000}
+    with st.connection_sqlite(tmp_path / "scores.db") as conn:
+        store = st.StoreSQLite.from_graph(conn, types.SimpleNamespace(states=(spec,)), True)
+        state = store.state(spec)
+        store.begin(st.Time())
+        rows = {Score(player=p, points=i): 1 for p, size in sizes.items() for i in range(size)}
+        state.add(st.ZSetPython(rows))
+        store.commit(st.Time())
+        steps: dict[str, int] = {}
+        for player in sizes:
+
+            def count(player: str = player) -> int:
+                steps[player] += 1
+                return 0
+
+            steps[player] = 0
+            conn.set_progress_handler(count, 1)
+            top = state.first(ordered, 2, [player])
+            conn.set_progress_handler(None, 1)
+            last = sizes[player] - 1
+            expected = [Score(player=player, points=last - i) for i in range(2)]
+            assert top == {player: [(row, 1) for row in expected]}
+    assert steps["large"] < 2 * steps["small"], steps
 
 
 def test_a_read_by_a_composite_key_searches_the_index_and_never_scans_the_table(
