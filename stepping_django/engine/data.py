@@ -178,9 +178,22 @@ class Data(_RowBase):
         # Only the fields: a cached hash is only valid in the process that computed it.
         return {n: getattr(self, n) for n in self.__st_fields__}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The class and the fields, for every pickle protocol: copyreg's path for protocols
+        # 0 and 1 cannot rebuild a subclass of a C base (_speedups.Row).
+        return (_unpickle_row, (type(self), self.__getstate__()))
+
     def st_values(self) -> tuple[Any, ...]:
         d = self.__dict__
         return tuple(d[n] for n in self.__st_fields__)
+
+
+def _unpickle_row(cls: type[Data], fields: dict[str, Any]) -> Data:
+    """A pickled row, made again without __init__ (its hash is computed when first asked)."""
+    row = cls.__new__(cls)
+    for name, value in fields.items():
+        object.__setattr__(row, name, value)
+    return row
 
 
 def _py_row_hash(self: Data) -> int:

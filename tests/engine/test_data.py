@@ -6,6 +6,7 @@ declaration or value that a store could not hold is refused with the class and f
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import decimal
@@ -267,6 +268,15 @@ def test_a_row_hashes_alike_however_it_was_made() -> None:
     made = [row, loads(dumps(row)), pickle.loads(pickle.dumps(row)), bare]
     assert {hash(r) for r in made} == {hash(row)}
     assert st.ZSetPython([(r, 1) for r in made]) == st.ZSetPython({row: 4})
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_row_survives_every_pickle_protocol_and_copy(protocol: int) -> None:
+    row = Inner(
+        row=Priced(amount=decimal.Decimal("2.5")), at=(datetime.date(2023, 1, 2), uuid.UUID(int=3))
+    )
+    again = [pickle.loads(pickle.dumps(row, protocol)), copy.copy(row), copy.deepcopy(row)]
+    assert again == [row] * 3 and {hash(r) for r in again} == {hash(row)}
 
 
 class Inner(st.Data):
