@@ -100,7 +100,7 @@ def _to_decimal(v: Any) -> Any:
 
 def _load_speedups() -> types.ModuleType | None:
     """The C module, or None when it is not built or STEPPING_PURE_PYTHON=1 asks for pure
-    Python (serialize.py asks the same)."""
+    Python (read once, here; serialize.py wires the encoder of this same module)."""
     if os.environ.get("STEPPING_PURE_PYTHON") == "1":
         return None
     try:
@@ -110,12 +110,12 @@ def _load_speedups() -> types.ModuleType | None:
     return _speedups
 
 
-_speedups = _load_speedups()
+speedups = _load_speedups()
 #: Data's base: `_speedups.Row`, whose C hash reads the one the row's __init__ cached.
 if typing.TYPE_CHECKING:
     _RowBase = object
 else:
-    _RowBase = object if _speedups is None else _speedups.Row
+    _RowBase = object if speedups is None else speedups.Row
 
 
 @typing.dataclass_transform(kw_only_default=True, frozen_default=True, order_default=True)
@@ -211,13 +211,13 @@ def _settle_py(row: Any, values: tuple[Any, ...]) -> None:
 #: settle(row, values): after a row's hash is cached, stop the cyclic collector tracking it
 #: if nothing it holds can lead back to it (_speedups.c says how), since rows are most of
 #: what the engine allocates and keeps.
-settle: Any = _settle_py if _speedups is None else _speedups.settle
+settle: Any = _settle_py if speedups is None else speedups.settle
 
-if _speedups is None:
+if speedups is None:
     _ROW_HASH: Any = _py_row_hash
     Data.__hash__ = _py_row_hash  # type: ignore[method-assign,assignment]
 else:
-    _speedups.set_hash_fallback(Data._st_compute_hash)
+    speedups.set_hash_fallback(Data._st_compute_hash)
     _ROW_HASH = _RowBase.__dict__["__hash__"]
 
 

@@ -13,7 +13,6 @@ import decimal
 import enum
 import hashlib
 import operator
-import os
 import struct
 import uuid
 from types import ModuleType
@@ -21,7 +20,15 @@ from typing import Any
 
 import msgpack
 
-from stepping_django.engine.data import EMPTY, Data, Empty, Pair, UnsupportedType, settle
+from stepping_django.engine.data import (
+    EMPTY,
+    Data,
+    Empty,
+    Pair,
+    UnsupportedType,
+    settle,
+    speedups,
+)
 
 EXT_DATA = 1
 EXT_PAIR = 2
@@ -428,16 +435,11 @@ _identity_of_bytes_py = identity_of_bytes
 
 
 def _load_speedups() -> ModuleType | None:
-    """The wired C module, or None when it is not built or STEPPING_PURE_PYTHON=1 asks for
-    the Python encoder (read once, here)."""
-    if os.environ.get("STEPPING_PURE_PYTHON") == "1":
-        return None
-    try:
-        from stepping_django.engine import _speedups
-    except ImportError:
-        return None
-    _speedups.init(Data, Pair, uuid.UUID, SerializationError, _enc_py, _enc_data)
-    return _speedups
+    """The C module wired to this encoder, or None when data.py found it not built or
+    turned off by STEPPING_PURE_PYTHON=1."""
+    if speedups is not None:
+        speedups.init(Data, Pair, uuid.UUID, SerializationError, _enc_py, _enc_data)
+    return speedups
 
 
 _speedups = _load_speedups()

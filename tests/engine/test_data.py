@@ -296,7 +296,7 @@ class Box:
 
 
 def _needs_speedups() -> None:
-    if data._speedups is None:
+    if data.speedups is None:
         pytest.skip("without the C module every row stays with the cyclic collector")
 
 
