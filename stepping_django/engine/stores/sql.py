@@ -85,6 +85,9 @@ class KeyKind:
     encode: Encode
     orderable: bool
     array_type: str = ""
+    #: What an encoded value becomes as a statement parameter, where the driver binds
+    #: another type more cheaply (SQLite: `bytearray` for blobs); None: the value as is.
+    param: Callable[[Any], Any] | None = None
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -159,6 +162,17 @@ class Column:
     def encode(self, v: Any) -> Any:
         return None if v is None else self.kind.encode(v)
 
+    def encoder_of_params(self) -> Encode:
+        """`encode`, then the kind's `param`: what a row's write passes for this column."""
+        encode, param = self.kind.encode, self.kind.param
+        if param is None:
+            return self.encode
+
+        def encode_param(v: Any) -> Any:
+            return None if v is None else param(encode(v))
+
+        return encode_param
+
 
 # -- dialects ---------------------------------------------------------------------------
 
@@ -171,6 +185,9 @@ class Dialect:
     kinds: dict[str, KeyKind] = {}
     #: Postgres needs NULLS FIRST/LAST spelled out; SQLite's defaults already match Python.
     explicit_nulls = False
+    #: What an identity or encoded row becomes as a parameter of a row's write (see
+    #: `KeyKind.param`); None: the bytes as they are.
+    blob_param: Callable[[bytes], Any] | None = None
 
     def quote(self, name: str) -> str:
         return quote(name)
@@ -335,8 +352,10 @@ class Table:
         pairable = len(ixs) == 1 and all(c.kind is not blob for c in self.key_columns)
         self.in_place_index = ixs[0] if dialect.updates_in_place and pairable else None
         self._writers = [
-            (ix.f, ix.is_composite, [c.encode for c in cols]) for ix, cols in self.columns.items()
+            (ix.f, ix.is_composite, [c.encoder_of_params() for c in cols])
+            for ix, cols in self.columns.items()
         ]
+        self._blob_param = dialect.blob_param
 
     def _column(self, ix_name: str, field: str, key_type: Any, ascending: bool) -> Column:
         kind, nullable = kind_name(key_type)
@@ -376,7 +395,10 @@ class Table:
         self, row: Any, row_id: bytes, c: int, data: bytes | None = None
     ) -> tuple[Any, ...]:
         """The upsert parameters of one row: identity, data, key columns, weight delta."""
-        values: list[Any] = [row_id, dumps(row) if data is None else data]
+        if data is None:
+            data = dumps(row)
+        bind = self._blob_param
+        values: list[Any] = [row_id, data] if bind is None else [bind(row_id), bind(data)]
         for f, composite, encoders in self._writers:
             key = f(row)
             if composite:

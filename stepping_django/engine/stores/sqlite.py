@@ -55,22 +55,33 @@ def _uuid_bytes(v: uuid.UUID) -> bytes:
     return v.bytes
 
 
+def _key_params(cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> Params:
+    """Encoded keys, flat, each part as its column's kind binds it (`KeyKind.param`)."""
+    params = [p if p is not None else _same for p in (c.kind.param for c in cols)]
+    return [param(v) for k in keys for param, v in zip(params, k)]
+
+
 class SQLiteDialect(Dialect):
     ph = "?"
     blob = "BLOB"
     kinds = {
         "int": KeyKind("INTEGER", _same, True),
-        "bool": KeyKind("INTEGER", _same, True),
+        "bool": KeyKind("INTEGER", _same, True, param=int),
         "float": KeyKind("REAL", float, True),
         "str": KeyKind("TEXT", _same, True),
-        "bytes": KeyKind("BLOB", _same, True),
+        "bytes": KeyKind("BLOB", _same, True, param=bytearray),
         "date": KeyKind("TEXT", encode_date, True),
         "datetime": KeyKind("TEXT", encode_datetime, True),
         "time": KeyKind("TEXT", encode_time, True),
-        "uuid": KeyKind("BLOB", _uuid_bytes, True),
+        "uuid": KeyKind("BLOB", _uuid_bytes, True, param=bytearray),
         "decimal": KeyKind("TEXT", encode_decimal_text, False),
-        "blob": KeyKind("BLOB", dumps, False),
+        "blob": KeyKind("BLOB", dumps, False, param=bytearray),
     }
+    #: The sqlite3 module binds int, float, str and bytearray parameters straight away,
+    #: but passes any other value, bytes included, through its adapter registry first (a
+    #: tuple, a dict lookup and two attribute lookups: 0.35 us a parameter, measured), so
+    #: blobs go out as bytearray (a copy of 16-100 bytes: 0.07 us).
+    blob_param = bytearray
 
     def max_keys(self, conn: Any, columns: int) -> int | None:
         """SQLite caps the number of parameters of one statement; keep a margin for the
@@ -87,17 +98,19 @@ class SQLiteDialect(Dialect):
         the rows are then fetched by rowid."""
         if len(cols) == 1:
             marks = ", ".join("?" * len(keys))
-            return f"{cols[0].q} IN ({marks})", [k[0] for k in keys]
+            param = cols[0].kind.param
+            firsts = [k[0] for k in keys]
+            return f"{cols[0].q} IN ({marks})", firsts if param is None else [*map(param, firsts)]
         row = "(" + ", ".join("?" * len(cols)) + ")"
         on = " AND ".join(f"k.{c.q} = v.column{i}" for i, c in enumerate(cols, 1))
         return (
             f"rowid IN (SELECT k.rowid FROM (VALUES {', '.join([row] * len(keys))}) AS v "
             f"CROSS JOIN {table} AS k ON {on})",
-            [v for k in keys for v in k],
+            _key_params(cols, keys),
         )
 
     def ids_in(self, ids: list[bytes]) -> tuple[str, Params]:
-        return f'"identity" IN ({", ".join("?" * len(ids))})', list(ids)
+        return f'"identity" IN ({", ".join("?" * len(ids))})', [*map(bytearray, ids)]
 
     def first_per_key(
         self,
@@ -118,7 +131,7 @@ class SQLiteDialect(Dialect):
             f'SELECT k."identity", k."data", k."c" FROM (VALUES {", ".join([row] * len(keys))}) '
             f"AS v CROSS JOIN {table} AS k ON k.rowid IN (SELECT r.rowid FROM {table} AS r "
             f"WHERE {on} AND {where} ORDER BY {order} LIMIT ?)",
-            [*(v for k in keys for v in k), limit],
+            [*_key_params(cols, keys), limit],
         )
 
     def upsert(self, conn: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
@@ -154,7 +167,7 @@ class SQLiteDialect(Dialect):
                 cur = conn.execute(
                     f'DELETE FROM {table.q} WHERE "c" = ? AND "identity" IN '
                     f'({", ".join("?" * len(chunk))}) RETURNING "identity"',
-                    [-c, *chunk],
+                    [-c, *map(bytearray, chunk)],
                 )
                 gone.update(row_id for (row_id,) in cur)
         rest = [write(row, c) for rid, (row, c) in zip(ids, changes) if rid not in gone]
@@ -164,8 +177,10 @@ class SQLiteDialect(Dialect):
     updates_in_place = True
 
     def replace(self, conn: Any, table: Table, rows: list[tuple[bytes, bytes, int, bytes]]) -> None:
+        b = bytearray
         conn.executemany(
-            f'UPDATE {table.q} SET "identity" = ?, "data" = ?, "c" = ? WHERE "identity" = ?', rows
+            f'UPDATE {table.q} SET "identity" = ?, "data" = ?, "c" = ? WHERE "identity" = ?',
+            [(b(i), b(data), c, b(old)) for i, data, c, old in rows],
         )
 
     def _negatives(self, conn: Any, table: Table) -> bool:

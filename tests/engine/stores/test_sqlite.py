@@ -11,8 +11,10 @@ import sqlite3
 import subprocess
 import threading
 import types
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -315,3 +317,101 @@ def test_opening_a_file_another_connection_is_writing_waits_to_switch_it_to_wal(
     finally:
         release.join()
         writer.close()
+
+
+class Tag(st.Data):
+    tag_id: uuid.UUID
+    label: bytes
+    live: bool
+
+
+class Hit(st.Data):
+    tag_id: uuid.UUID
+    n: int
+
+
+class TagTotal(st.Data):
+    label: bytes
+    live: bool
+    total: float
+
+
+tag_totals = st.Cache[TagTotal]()
+
+
+def to_tag_total(p: st.Pair[float, tuple[bytes, bool]]) -> TagTotal:
+    return TagTotal(label=p.right[0], live=p.right[1], total=p.left)
+
+
+def tag_query(tags: st.ZSet[Tag], hits: st.ZSet[Hit]) -> st.ZSet[TagTotal]:
+    joined = st.join(
+        tags,
+        hits,
+        on_left=st.Index.pick(Tag, lambda t: t.tag_id),
+        on_right=st.Index.pick(Hit, lambda h: h.tag_id),
+    )
+    summed = st.group_reduce_flatten(
+        joined,
+        by=st.Index.pick(st.Pair[Tag, Hit], lambda p: (p.left.label, p.left.live)),
+        zero=float,
+        pick_value=lambda p: float(p.right.n),
+    )
+    totals = st.map(summed, f=to_tag_total)
+    _ = tag_totals[totals](
+        lambda z: st.integrate_indexed(z, indexes=(st.Index.pick(TagTotal, lambda t: t.label),))
+    )
+    return totals
+
+
+tag_graph = st.compile(tag_query)
+
+
+class ParamRecorder:
+    """The connection, recording the type of every parameter sent with a statement."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.types: set[type] = set()
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        self.types.update(map(type, params))
+        return self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        rows = list(rows)
+        self.types.update(type(v) for row in rows for v in row)
+        return self._conn.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def test_blobs_are_bound_as_bytearray_which_sqlite3_binds_without_its_adapters(
+    tmp_path: Path,
+) -> None:
+    """sqlite3 looks up an adapter for every bytes parameter (0.35 us each) but binds a
+    bytearray straight away: identities, encoded rows and blob keys of every statement
+    (upserts, updates in place, settling deletes, keyed reads) go out as bytearray, and
+    the stored rows are the same."""
+    ids = [uuid.UUID(int=i) for i in range(4)]
+    tags = [Tag(tag_id=t, label=b"l%d" % (i % 2), live=i < 2) for i, t in enumerate(ids)]
+    hits = [Hit(tag_id=t, n=n) for t in ids for n in range(3)]
+    with st.connection_sqlite(tmp_path / "blobs.db") as conn:
+        recorder = ParamRecorder(conn)
+        store = st.StoreSQLite.from_graph(recorder, tag_graph, create_tables=True)
+        tag_action, hit_action = st.actions(store, tag_graph)
+        tag_action.insert(*tags)
+        hit_action.insert(*hits)
+        hit_action.remove(*hits[:4])
+        hit_action.insert(Hit(tag_id=ids[3], n=7))
+        got = sorted(tag_totals.zset(store).iter(), key=repr)
+    memory = st.StorePython.from_graph(tag_graph)
+    tag_action, hit_action = st.actions(memory, tag_graph)
+    tag_action.insert(*tags)
+    hit_action.insert(*hits)
+    hit_action.remove(*hits[:4])
+    hit_action.insert(Hit(tag_id=ids[3], n=7))
+    assert got == sorted(tag_totals.zset(memory).iter(), key=repr)
+    assert bytearray in recorder.types
+    assert bytes not in recorder.types
+    assert bool not in recorder.types
