@@ -570,10 +570,11 @@ class SQLState:
             else:
                 looked.update(keys)
         pending = self._buckets(index)
-        for k in set(keys):
-            changes = pending.get(k)
-            if changes:
-                _merge(out, k, changes)
+        if pending:  # a state read before it is changed (a group's) has nothing to merge
+            for k in set(keys):
+                changes = pending.get(k)
+                if changes:
+                    _merge(out, k, changes)
         return out
 
     def by_index(self, index: Index[Any, Any], keys: Collection[Any]) -> list[tuple[Any, Any, int]]:

@@ -148,7 +148,8 @@ class SQLiteDialect(Dialect):
         """Rows of a negative delta (retractions) are deleted where stored at minus it; rows
         of a positive one are looked for only if the table holds a negative weight at all,
         which the partial index of `extra_ddl` answers in one probe (usually: none). Only
-        the rows left are encoded for the upsert."""
+        the rows left are encoded for the upsert, with the identities found here (not
+        through `write`, which would look each one up again)."""
         ids = [id_of(row) for row, _ in changes]
         by_delta: dict[int, list[bytes]] = {}
         for rid, (_, c) in zip(ids, changes):
@@ -170,7 +171,9 @@ class SQLiteDialect(Dialect):
                     [-c, *map(bytearray, chunk)],
                 )
                 gone.update(row_id for (row_id,) in cur)
-        rest = [write(row, c) for rid, (row, c) in zip(ids, changes) if rid not in gone]
+        # The identities are known now: the rows' parameters need only their data.
+        write_row = table.write_row
+        rest = [write_row(row, rid, c) for rid, (row, c) in zip(ids, changes) if rid not in gone]
         if rest:
             self.upsert(conn, table, rest)
 
