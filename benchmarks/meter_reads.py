@@ -11,6 +11,8 @@ single-read inserts, and the cache is checked against a plain-Python sum.
 Each engine runs in its own subprocess (`meter_reads_worker.py`), so peak memory is per
 engine. `stepping` runs from `benchmarks/.venv-stepping`, created on first use. The figures
 are printed as a table and written to `benchmarks/RESULTS.md` (one section per store, N, B).
+With `--repeat K` the two engines run K times, alternated, and each figure is the median of
+its K runs; the ratio of each pair is listed too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import pathlib
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,6 +142,34 @@ def cells(ours: dict[str, Any], ref: dict[str, Any] | None) -> list[tuple[str, s
         b = fmt.format(ref[key]) if ref is not None and ref.get(key) is not None else "-"
         out.append((label, a, b, ratio(key, ours, ref)))
     return out
+
+
+def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One engine's runs as one result: each number the median of the runs' (this
+    machine's speed drifts between runs), `correct` only if every run was."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, bool):
+            out[key] = all(r[key] for r in runs)
+        elif isinstance(value, (int, float)):
+            out[key] = statistics.median(r[key] for r in runs if r.get(key) is not None)
+    return out
+
+
+def pair_ratios(ours: list[dict[str, Any]], ref: list[dict[str, Any]]) -> list[str]:
+    """The load's ours/stepping ratio in each alternated pair of runs (when there are
+    several): how far one run's figure can be from the median."""
+    if len(ref) < 2:
+        return []
+    lines = ["", f"Each of the {len(ref)} alternated pairs of runs, ours/stepping:", ""]
+    for key, label in (("rows_per_sec", "load rows/s"), ("rows_per_cpu_sec", "rows per CPU s")):
+        if all(r.get(key) for r in (*ours, *ref)):
+            xs = [a[key] / b[key] for a, b in zip(ours, ref)]
+            lines.append(f"- {label}: " + ", ".join(f"{x:.2f}x" for x in xs))
+    lines.append(
+        "- ours, last 10% / first 10%: " + ", ".join(f"{r['last_over_first']:.2f}" for r in ours)
+    )
+    return lines
 
 
 def machine() -> str:
@@ -275,6 +306,12 @@ def main() -> None:
     p.add_argument("--no-stepping", action="store_true")
     p.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run ours and stepping this many times, alternated; each figure is the median",
+    )
+    p.add_argument(
         "--parallel",
         type=int,
         default=4,
@@ -284,14 +321,24 @@ def main() -> None:
     args = p.parse_args()
 
     command = "python benchmarks/meter_reads.py " + " ".join(sys.argv[1:])
-    ours = run_worker("ours", args, args.n, timeout=3600)
-    assert ours is not None
-    ref = None
+    n_ref = args.stepping_n or args.n
+    ours_runs: list[dict[str, Any]] = []
+    ref_runs: list[dict[str, Any]] = []
+    for _ in range(args.repeat):
+        one = run_worker("ours", args, args.n, timeout=3600)
+        assert one is not None
+        ours_runs.append(one)
+        if args.no_stepping:
+            continue
+        other = run_worker("stepping", args, n_ref, timeout=args.stepping_timeout)
+        if other is None:
+            break
+        ref_runs.append(other)
+    ours = combined(ours_runs)
+    ref = combined(ref_runs) if ref_runs else None
     note = ""
-    extra: list[str] = []
+    extra: list[str] = pair_ratios(ours_runs, ref_runs) if n_ref == args.n else []
     if not args.no_stepping:
-        n_ref = args.stepping_n or args.n
-        ref = run_worker("stepping", args, n_ref, timeout=args.stepping_timeout)
         if ref is None:
             note = (
                 f"stepping did not finish N={n_ref:,} within {args.stepping_timeout:.0f} s; "
@@ -336,6 +383,8 @@ def main() -> None:
     console.print(table)
     if note:
         console.print(note)
+    for line in extra:
+        console.print(line, markup=False)
     if not (ours["correct"] and (ref is None or ref["correct"])):
         raise SystemExit("the cache does not match the plain-Python sums")
     if not args.no_write:
