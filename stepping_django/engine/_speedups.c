@@ -761,7 +761,6 @@ static PyTypeObject RowType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "The base of st.Data: the row hash, in C.",
     .tp_hash = row_hash,
-    .tp_new = PyType_GenericNew,
 };
 
 /* Whether `v` can lead to no object that could lead back to a new row: an object the cyclic
@@ -869,6 +868,10 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         || !(s_isoformat = intern("isoformat")) || !(s_utcoffset = intern("utcoffset"))
         || !(s_st_hash = intern("_st_hash")))
         return NULL;
+    /* object's own tp_new, not PyType_GenericNew: it sets up the inline attribute values of
+     * instances of Python subclasses (3.11+); without them a row's first attribute makes it a
+     * dict of its own, a tracked object the collector walks, for every row. */
+    RowType.tp_new = PyBaseObject_Type.tp_new;
     if (PyType_Ready(&RowType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;

@@ -353,8 +353,12 @@ def _install_init(cls: type) -> None:
             ns[f"_st_coerce_{name}"] = coerce
             body.append(f"    {name} = _st_coerce_{name}({name})")
     # object.__setattr__ keeps the attributes inline (no per-row dict object): half the
-    # memory of a row, and far less for the cyclic collector to walk.
+    # memory of a row, and far less for the cyclic collector to walk. The encoding and the
+    # identity cached later get their places now (None: not made yet): CPython gives an
+    # instance room for one attribute beyond those its class's instances already have, and
+    # a second one set later turns the row's attributes into a dict of their own.
     body += [f"    _set(self, {n!r}, {n})" for n in names]
+    body += ["    _set(self, '_st_bytes', None)", "    _set(self, '_st_id', None)"]
     own_post_init = cls.__post_init__ is not Data.__post_init__  # type: ignore[attr-defined]
     if own_post_init:
         body.append("    self.__post_init__()")

@@ -324,6 +324,7 @@ def _failing_field(row: Data) -> str:
 
 # A row without __init__ (Data's base may be the C Row, which object.__new__ refuses).
 _new_row = Data.__new__
+_set_attr = object.__setattr__
 
 # Decoded atoms that repeat a lot (ids, days), shared: they are immutable. Bounded.
 _DECODED: dict[tuple[int, bytes], Any] = {}
@@ -335,12 +336,15 @@ def _ext_hook(code: int, body: bytes) -> Any:
         unpacked = _unpack(body)
         cls: Any = _CLASSES[unpacked[0]]
         row: Any = _new_row(cls)
-        d = row.__dict__
-        d.update(zip(cls.__st_fields__, unpacked[1:]))
+        # Attribute by attribute, as the generated __init__ sets them: `row.__dict__` would
+        # make the row a dict of its own.
+        for name, value in zip(cls.__st_fields__, unpacked[1:]):
+            _set_attr(row, name, value)
+        _set_attr(row, "_st_bytes", _ext(EXT_DATA, body))  # written back as read
+        _set_attr(row, "_st_id", None)
         # The same hash as the generated __init__ gives: (class id, *fields).
-        d["_st_bytes"] = _ext(EXT_DATA, body)  # written back as read, never re-encoded
         try:
-            d["_st_hash"] = hash(unpacked)
+            _set_attr(row, "_st_hash", hash(unpacked))
         except TypeError:
             return row
         settle(row, unpacked)

@@ -37,7 +37,7 @@ class KnownRows:
         if row is None:
             row = loads(bytes(data))
             if isinstance(row, Data):
-                row.__dict__["_st_id"] = rid
+                object.__setattr__(row, "_st_id", rid)
             self.keep(rid, row)
         return row
 
