@@ -731,36 +731,68 @@ static PyObject *identity(PyObject *module, PyObject *value) {
 /* -- the row hash ------------------------------------------------------------------------ */
 
 /* Row: the base of data.Data, whose one job is tp_hash. Z-sets are dicts keyed by rows, so a
- * row is hashed at every dict operation; a Python __hash__ costs a frame per hash, this reads
- * the hash the row's __init__ cached (`_st_hash`), and asks `hash_fallback` (data.py's
- * `_st_compute_hash`) for rows made without it (decoded, unpickled). */
-static PyObject *s_st_hash, *hash_fallback;
+ * row is hashed at every dict operation; a Python __hash__ costs a frame per hash, and even an
+ * attribute lookup of a cached hash walks the class's MRO. The row's __init__ stores its hash
+ * here, in the object (`_st_hash` is this slot's descriptor), and rows made without it
+ * (decoded, unpickled) ask `hash_fallback` (data.py's `_st_compute_hash`) once. */
+static PyObject *hash_fallback;
+
+typedef struct {
+    PyObject_HEAD
+    Py_hash_t hash;
+    char has_hash;
+} RowObject;
+
+static PyObject *row_get_hash(PyObject *self, void *closure) {
+    RowObject *r = (RowObject *)self;
+    if (!r->has_hash) {
+        PyErr_SetString(PyExc_AttributeError, "_st_hash");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(r->hash);
+}
+
+static int row_set_hash(PyObject *self, PyObject *value, void *closure) {
+    RowObject *r = (RowObject *)self;
+    if (value == NULL) {
+        r->has_hash = 0;
+        return 0;
+    }
+    Py_hash_t h = PyLong_AsSsize_t(value);
+    if (h == -1 && PyErr_Occurred()) return -1;
+    r->hash = h == -1 ? -2 : h;
+    r->has_hash = 1;
+    return 0;
+}
 
 static Py_hash_t row_hash(PyObject *self) {
-    PyObject *h;
-    int r = LOOKUP_ATTR(self, s_st_hash, &h);
-    if (r < 0) return -1;
-    if (r == 0) {
-        if (hash_fallback == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "_speedups.set_hash_fallback() has not been called");
-            return -1;
-        }
-        h = PyObject_CallOneArg(hash_fallback, self);
-        if (h == NULL) return -1;
+    RowObject *r = (RowObject *)self;
+    if (r->has_hash) return r->hash;
+    if (hash_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_speedups.set_hash_fallback() has not been called");
+        return -1;
     }
+    PyObject *h = PyObject_CallOneArg(hash_fallback, self);
+    if (h == NULL) return -1;
     Py_hash_t v = PyLong_AsSsize_t(h);
     Py_DECREF(h);
     if (v == -1 && !PyErr_Occurred()) v = -2;
     return v;
 }
 
+static PyGetSetDef row_getset[] = {
+    {"_st_hash", row_get_hash, row_set_hash, "The row's hash, once computed.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyTypeObject RowType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "stepping_django.engine._speedups.Row",
-    .tp_basicsize = sizeof(PyObject),
+    .tp_basicsize = sizeof(RowObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "The base of st.Data: the row hash, in C.",
     .tp_hash = row_hash,
+    .tp_getset = row_getset,
 };
 
 /* Whether `v` can lead to no object that could lead back to a new row: an object the cyclic
@@ -835,7 +867,34 @@ static PyObject *identity_of_bytes_entry(PyObject *module, PyObject *encoded) {
     return identity_of_bytes(encoded);
 }
 
+/* group_reduce.row_hashes: the two 61-bit marks of a row, from the halves of its identity
+ * (of a digest of it when the identity is a short encoding), big-endian, mod 2**61 - 1. */
+#define MARK_MODULUS ((1ULL << 61) - 1)
+
+static uint64_t read_be64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+static PyObject *row_hashes_entry(PyObject *module, PyObject *row) {
+    if (!ready()) return NULL;
+    PyObject *i = identity(module, row);
+    if (i == NULL) return NULL;
+    unsigned char digest[IDENTITY_BYTES];
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(i);
+    if (PyBytes_GET_SIZE(i) < IDENTITY_BYTES) {
+        blake2b_16(d, PyBytes_GET_SIZE(i), digest);
+        d = digest;
+    }
+    uint64_t h1 = read_be64(d) % MARK_MODULUS, h2 = read_be64(d + 8) % MARK_MODULUS;
+    Py_DECREF(i);
+    return Py_BuildValue("(KK)", (unsigned long long)h1, (unsigned long long)h2);
+}
+
 static PyMethodDef methods[] = {
+    {"row_hashes", row_hashes_entry, METH_O,
+     "row_hashes(row) -> (int, int): group_reduce's marks of a row, in C."},
     {"init", init, METH_VARARGS,
      "init(data, pair, uuid, error, enc, enc_data): the engine's classes and the Python "
      "encoder to fall back to."},
@@ -865,8 +924,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (!(s_st_bytes = intern("_st_bytes")) || !(s_st_id = intern("_st_id"))
         || !(s_st_enc = intern("__st_enc__")) || !(s_left = intern("left"))
         || !(s_right = intern("right")) || !(s_int = intern("int"))
-        || !(s_isoformat = intern("isoformat")) || !(s_utcoffset = intern("utcoffset"))
-        || !(s_st_hash = intern("_st_hash")))
+        || !(s_isoformat = intern("isoformat")) || !(s_utcoffset = intern("utcoffset")))
         return NULL;
     /* object's own tp_new, not PyType_GenericNew: it sets up the inline attribute values of
      * instances of Python subclasses (3.11+); without them a row's first attribute makes it a

@@ -12,6 +12,7 @@ import datetime
 import gc
 import json
 import os
+import pickle
 import subprocess
 import sys
 import uuid
@@ -24,6 +25,7 @@ from hypothesis import strategies as hs
 
 from stepping_django import engine as st
 from stepping_django.engine import serialize
+from stepping_django.engine.operators.group_reduce import row_hashes_py
 from stepping_django.engine.serialize import (
     SerializationError,
     _enc,
@@ -331,3 +333,25 @@ def test_rows_keep_their_attributes_inline_however_they_are_made_and_encoded() -
         assert dicts_made_by(work) < 20, work.__name__
     assert decoded() == rows
     assert [identity(r) for r in decoded()] == [identity(r) for r in rows]
+
+
+def test_a_rows_hash_is_kept_in_the_row_object_and_computed_once_for_rows_made_otherwise() -> None:
+    """The hash __init__ computes goes into the C object (no attribute lookup at each dict
+    operation); a row made without __init__ (unpickled) has none until it is first hashed,
+    and then the same one."""
+    if serialize._speedups is None:
+        pytest.skip("pure Python keeps the hash among the row's attributes")
+    r = Reading(meter=uuid.UUID(int=7), at=D(2023, 1, 1, tzinfo=TZ.utc), value=2)
+    assert "_st_hash" not in vars(r)
+    assert r._st_hash == hash(r) == hash((type(r).__st_class_id__, r.meter, r.at, 2.0))
+    unpickled = pickle.loads(pickle.dumps(r))
+    assert not hasattr(unpickled, "_st_hash")
+    assert hash(unpickled) == hash(r) and unpickled._st_hash == hash(r)
+    assert hash(serialize.loads(serialize.dumps(r))) == hash(r)
+
+
+@given(values)
+def test_group_reduces_row_marks_in_c_are_the_python_ones(value: Any) -> None:
+    if serialize._speedups is None:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    assert serialize._speedups.row_hashes(value) == row_hashes_py(value)
