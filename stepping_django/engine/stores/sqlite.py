@@ -57,8 +57,11 @@ def _uuid_bytes(v: uuid.UUID) -> bytes:
 
 def _key_params(cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> Params:
     """Encoded keys, flat, each part as its column's kind binds it (`KeyKind.param`)."""
-    params = [p if p is not None else _same for p in (c.kind.param for c in cols)]
-    return [param(v) for k in keys for param, v in zip(params, k)]
+    params = [c.kind.param for c in cols]
+    if not any(params):
+        return [v for k in keys for v in k]
+    binds = [p or _same for p in params]
+    return [bind(v) for k in keys for bind, v in zip(binds, k)]
 
 
 class SQLiteDialect(Dialect):
@@ -98,9 +101,7 @@ class SQLiteDialect(Dialect):
         the rows are then fetched by rowid."""
         if len(cols) == 1:
             marks = ", ".join("?" * len(keys))
-            param = cols[0].kind.param
-            firsts = [k[0] for k in keys]
-            return f"{cols[0].q} IN ({marks})", firsts if param is None else [*map(param, firsts)]
+            return f"{cols[0].q} IN ({marks})", _key_params(cols, keys)
         row = "(" + ", ".join("?" * len(cols)) + ")"
         on = " AND ".join(f"k.{c.q} = v.column{i}" for i, c in enumerate(cols, 1))
         return (
