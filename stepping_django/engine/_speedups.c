@@ -12,6 +12,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -832,6 +833,280 @@ static PyObject *set_hash_fallback(PyObject *module, PyObject *fn) {
     Py_RETURN_NONE;
 }
 
+/* -- the row __init__ ------------------------------------------------------------------- */
+
+/* RowInit: data._install_init's generated __init__, in C, for the classes it can serve (no
+ * own __post_init__, coercions int -> float or Decimal only). A row class is called for every
+ * row a user function builds; the generated Python __init__ spends most of its time calling
+ * object.__setattr__ once per field. This one takes the same keyword-only arguments, sets the
+ * same attributes in the same order, caches the same hash and settles the row the same way;
+ * the Python function stays as `__wrapped__` (the reference, and what inspect reads). It is
+ * a method descriptor, so a class call reaches it with the new row and no bound method. */
+#define COERCE_NONE 0
+#define COERCE_FLOAT 1
+#define COERCE_DECIMAL 2
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *wrapped;  /* the generated Python __init__ */
+    PyObject *names;    /* tuple of interned field names */
+    PyObject *defaults; /* tuple: a field's default, or `required` */
+    PyObject *required; /* the marker of a field without default */
+    PyObject *kinds;    /* bytes: COERCE_* per field */
+    PyObject *cid;      /* the class id, first in the hashed values */
+    PyObject *decimal;  /* decimal.Decimal */
+} RowInitObject;
+
+static PyTypeObject RowInitType;
+
+static Py_ssize_t field_index(PyObject *names, PyObject *key) {
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyTuple_GET_ITEM(names, i) == key) return i;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int eq = PyUnicode_Compare(PyTuple_GET_ITEM(names, i), key);
+        if (eq == 0) return i;
+        if (eq == -1 && PyErr_Occurred()) return -2;
+    }
+    return -1;
+}
+
+static PyObject *init_name(RowInitObject *ri) {
+    return PyObject_GetAttrString(ri->wrapped, "__qualname__");
+}
+
+/* A TypeError worded as Python words it for a function (qualname first): `format` with `arg`,
+ * or with no format, Python's message for `given` positional and `kwonly` keyword arguments
+ * when only self is positional. */
+static void raise_call_error(RowInitObject *ri, const char *format, PyObject *arg,
+                             Py_ssize_t given, Py_ssize_t kwonly) {
+    PyObject *qn = init_name(ri);
+    if (qn == NULL) return;
+    if (format != NULL) {
+        PyErr_Format(PyExc_TypeError, format, qn, arg);
+    } else if (kwonly) {
+        PyErr_Format(PyExc_TypeError,
+                     "%U() takes 1 positional argument but %zd positional argument%s "
+                     "(and %zd keyword-only argument%s) were given",
+                     qn, given, given != 1 ? "s" : "", kwonly, kwonly != 1 ? "s" : "");
+    } else {
+        PyErr_Format(PyExc_TypeError, "%U() takes 1 positional argument but %zd were given", qn,
+                     given);
+    }
+    Py_DECREF(qn);
+}
+
+/* Python's own message: "f() missing 2 required keyword-only arguments: 'a' and 'b'". */
+static void raise_missing(RowInitObject *ri, PyObject **values) {
+    PyObject *missing = PyList_New(0), *qn = init_name(ri), *listed = NULL;
+    if (missing == NULL || qn == NULL) goto done;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(ri->names); i++) {
+        if (values[i] != NULL) continue;
+        PyObject *r = PyObject_Repr(PyTuple_GET_ITEM(ri->names, i));
+        int ok = r == NULL ? -1 : PyList_Append(missing, r);
+        Py_XDECREF(r);
+        if (ok < 0) goto done;
+    }
+    Py_ssize_t k = PyList_GET_SIZE(missing);
+    if (k == 1) {
+        listed = Py_NewRef(PyList_GET_ITEM(missing, 0));
+    } else {
+        PyObject *last = Py_NewRef(PyList_GET_ITEM(missing, k - 1));
+        PyObject *head = PyList_GetSlice(missing, 0, k - 1);
+        PyObject *sep = PyUnicode_FromString(", ");
+        PyObject *joined = head == NULL || sep == NULL ? NULL : PyUnicode_Join(sep, head);
+        if (joined != NULL)
+            listed = PyUnicode_FromFormat("%U%s and %U", joined, k > 2 ? "," : "", last);
+        Py_XDECREF(joined);
+        Py_XDECREF(sep);
+        Py_XDECREF(head);
+        Py_DECREF(last);
+    }
+    if (listed != NULL)
+        PyErr_Format(PyExc_TypeError, "%U() missing %zd required keyword-only argument%s: %U",
+                     qn, k, k == 1 ? "" : "s", listed);
+done:
+    Py_XDECREF(listed);
+    Py_XDECREF(missing);
+    Py_XDECREF(qn);
+}
+
+static PyObject *row_init_call(PyObject *callable, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames) {
+    RowInitObject *ri = (RowInitObject *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 0) {
+        raise_call_error(ri, "%U() missing 1 required positional argument: 'self'", NULL, 0, 0);
+        return NULL;
+    }
+    PyObject *self = args[0];
+    if (!PyObject_TypeCheck(self, &RowType)) {
+        PyErr_SetString(PyExc_TypeError, "a row __init__ needs a row");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(ri->names);
+    PyObject *stack[32];
+    PyObject **values = n <= 32 ? stack : PyMem_Calloc(n, sizeof(PyObject *));
+    if (values == NULL) return PyErr_NoMemory();
+    if (n <= 32) memset(stack, 0, sizeof stack);
+    PyObject *hashed = NULL, *result = NULL;
+    /* In Python's order: unknown keywords, then extra positional arguments, then missing. */
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, j);
+        Py_ssize_t i = field_index(ri->names, key);
+        if (i == -2) goto done;
+        if (i == -1) {
+            raise_call_error(ri, "%U() got an unexpected keyword argument '%U'", key, 0, 0);
+            goto done;
+        }
+        values[i] = args[nargs + j];
+    }
+    if (nargs > 1) {
+        raise_call_error(ri, NULL, NULL, nargs, nkw);
+        goto done;
+    }
+    int missing = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (values[i] != NULL) continue;
+        PyObject *d = PyTuple_GET_ITEM(ri->defaults, i);
+        if (d == ri->required) missing = 1;
+        else values[i] = d;
+    }
+    if (missing) {
+        raise_missing(ri, values);
+        goto done;
+    }
+    hashed = PyTuple_New(n + 1);
+    if (hashed == NULL) goto done;
+    PyTuple_SET_ITEM(hashed, 0, Py_NewRef(ri->cid));
+    const char *kinds = PyBytes_AS_STRING(ri->kinds);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = values[i];
+        if (kinds[i] != COERCE_NONE && PyLong_CheckExact(v)) {
+            v = kinds[i] == COERCE_FLOAT ? PyNumber_Float(v) : PyObject_CallOneArg(ri->decimal, v);
+            if (v == NULL) goto done;
+        } else {
+            Py_INCREF(v);
+        }
+        PyTuple_SET_ITEM(hashed, i + 1, v);
+        if (PyObject_GenericSetAttr(self, PyTuple_GET_ITEM(ri->names, i), v) < 0) goto done;
+    }
+    if (PyObject_GenericSetAttr(self, s_st_bytes, Py_None) < 0
+        || PyObject_GenericSetAttr(self, s_st_id, Py_None) < 0)
+        goto done;
+    Py_hash_t h = PyObject_Hash(hashed);
+    if (h == -1) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) goto done;
+        PyErr_Clear(); /* an unhashable field: hashing the row raises, as in Python */
+    } else {
+        RowObject *r = (RowObject *)self;
+        r->hash = h;
+        r->has_hash = 1;
+        PyObject *settle_args[2] = {self, hashed};
+        PyObject *s = settle(NULL, settle_args, 2);
+        if (s == NULL) goto done;
+        Py_DECREF(s);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(hashed);
+    if (values != stack) PyMem_Free(values);
+    return result;
+}
+
+static PyObject *row_init_get(PyObject *self, PyObject *obj, PyObject *type) {
+    if (obj == NULL || obj == Py_None) return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static void row_init_dealloc(PyObject *self) {
+    RowInitObject *ri = (RowInitObject *)self;
+    Py_XDECREF(ri->wrapped);
+    Py_XDECREF(ri->names);
+    Py_XDECREF(ri->defaults);
+    Py_XDECREF(ri->required);
+    Py_XDECREF(ri->kinds);
+    Py_XDECREF(ri->cid);
+    Py_XDECREF(ri->decimal);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *row_init_getattro(PyObject *self, PyObject *name) {
+    /* __name__, __qualname__, __doc__ and the rest are the wrapped function's. */
+    PyObject *r = PyObject_GenericGetAttr(self, name);
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) return r;
+    PyErr_Clear();
+    return PyObject_GetAttr(((RowInitObject *)self)->wrapped, name);
+}
+
+static PyMemberDef row_init_members[] = {
+    {"__wrapped__", T_OBJECT, offsetof(RowInitObject, wrapped), READONLY,
+     "The generated Python __init__ this one does the work of."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject RowInitType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "stepping_django.engine._speedups.RowInit",
+    .tp_basicsize = sizeof(RowInitObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A row class's __init__, in C (data._install_init).",
+    .tp_vectorcall_offset = offsetof(RowInitObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = row_init_get,
+    .tp_dealloc = row_init_dealloc,
+    .tp_getattro = row_init_getattro,
+    .tp_members = row_init_members,
+};
+
+/* row_init(wrapped, names, defaults, required, kinds, cid, decimal) -> RowInit. */
+static PyObject *row_init(PyObject *module, PyObject *args) {
+    PyObject *wrapped, *names, *defaults, *required, *kinds, *cid, *decimal;
+    if (!PyArg_ParseTuple(args, "OO!O!OO!OO:row_init", &wrapped, &PyTuple_Type, &names,
+                          &PyTuple_Type, &defaults, &required, &PyBytes_Type, &kinds, &cid,
+                          &decimal))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    if (PyTuple_GET_SIZE(defaults) != n || PyBytes_GET_SIZE(kinds) != n) {
+        PyErr_SetString(PyExc_ValueError, "row_init: one default and one kind per field");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(names, i))) {
+            PyErr_SetString(PyExc_TypeError, "row_init: field names must be str");
+            return NULL;
+        }
+        char k = PyBytes_AS_STRING(kinds)[i];
+        if (k != COERCE_NONE && k != COERCE_FLOAT && k != COERCE_DECIMAL) {
+            PyErr_SetString(PyExc_ValueError, "row_init: unknown coercion");
+            return NULL;
+        }
+    }
+    PyObject *interned = PyTuple_New(n);
+    if (interned == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = Py_NewRef(PyTuple_GET_ITEM(names, i));
+        PyUnicode_InternInPlace(&s);
+        PyTuple_SET_ITEM(interned, i, s);
+    }
+    RowInitObject *ri = PyObject_New(RowInitObject, &RowInitType);
+    if (ri == NULL) {
+        Py_DECREF(interned);
+        return NULL;
+    }
+    ri->vectorcall = row_init_call;
+    ri->wrapped = Py_NewRef(wrapped);
+    ri->names = interned;
+    ri->defaults = Py_NewRef(defaults);
+    ri->required = Py_NewRef(required);
+    ri->kinds = Py_NewRef(kinds);
+    ri->cid = Py_NewRef(cid);
+    ri->decimal = Py_NewRef(decimal);
+    return (PyObject *)ri;
+}
+
 /* -- module ---------------------------------------------------------------------------- */
 
 static PyObject *init(PyObject *module, PyObject *args) {
@@ -904,6 +1179,9 @@ static PyMethodDef methods[] = {
      "identity_of_bytes(b) -> bytes: serialize.identity_of_bytes, in C."},
     {"settle", (PyCFunction)(void (*)(void))settle, METH_FASTCALL,
      "settle(row, values): untrack a new row whose values cannot lead to a reference cycle."},
+    {"row_init", row_init, METH_VARARGS,
+     "row_init(wrapped, names, defaults, required, kinds, cid, decimal): a row class's "
+     "__init__ in C, doing what the generated Python one `wrapped` does."},
     {"set_hash_fallback", set_hash_fallback, METH_O,
      "set_hash_fallback(fn): how Row hashes a row without a cached `_st_hash`."},
     {NULL, NULL, 0, NULL},
@@ -930,10 +1208,11 @@ PyMODINIT_FUNC PyInit__speedups(void) {
      * instances of Python subclasses (3.11+); without them a row's first attribute makes it a
      * dict of its own, a tracked object the collector walks, for every row. */
     RowType.tp_new = PyBaseObject_Type.tp_new;
-    if (PyType_Ready(&RowType) < 0) return NULL;
+    if (PyType_Ready(&RowType) < 0 || PyType_Ready(&RowInitType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "Row", (PyObject *)&RowType) < 0) {
+    if (PyModule_AddObjectRef(m, "Row", (PyObject *)&RowType) < 0
+        || PyModule_AddObjectRef(m, "RowInit", (PyObject *)&RowInitType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,5 +1,5 @@
-"""The C row encoder and row hash (_speedups.c); serialize.py and data.py wire them and are
-their reference."""
+"""The C row encoder, row hash and row __init__ (_speedups.c); serialize.py and data.py wire
+them and are their reference."""
 
 from collections.abc import Callable
 from typing import Any
@@ -22,3 +22,20 @@ def row_hashes(row: Any, /) -> tuple[int, int]: ...
 
 class Row:
     """The base of st.Data: its hash, in C."""
+
+class RowInit:
+    """A row class's __init__ in C, doing what the generated Python one (`__wrapped__`) does."""
+
+    __wrapped__: Callable[..., None]
+    def __call__(self, row: Any, /, **fields: Any) -> None: ...
+
+def row_init(
+    wrapped: Callable[..., None],
+    names: tuple[str, ...],
+    defaults: tuple[Any, ...],
+    required: object,
+    kinds: bytes,
+    cid: int,
+    decimal: type,
+    /,
+) -> RowInit: ...

@@ -379,4 +379,26 @@ def _install_init(cls: type) -> None:
     init = ns["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
-    cls.__init__ = init  # type: ignore[misc]
+    cls.__init__ = _in_c(init, cls, fields, own_post_init)  # type: ignore[misc]
+
+
+#: A field without default, for `_speedups.row_init`.
+_REQUIRED = object()
+_COERCE_KINDS = {_to_float: 1, _to_decimal: 2}
+
+
+def _in_c(init: Any, cls: type, fields: tuple[Any, ...], own_post_init: bool) -> Any:
+    """`init`, or the C __init__ doing the same where the C module is built and the class
+    has no `__post_init__` of its own (rows are built by the thousand in user functions)."""
+    coerce = dict(cls.__st_coerce__)  # type: ignore[attr-defined]
+    if speedups is None or own_post_init or any(c not in _COERCE_KINDS for c in coerce.values()):
+        return init
+    return speedups.row_init(
+        init,
+        tuple(f.name for f in fields),
+        tuple(_REQUIRED if f.default is dataclasses.MISSING else f.default for f in fields),
+        _REQUIRED,
+        bytes(_COERCE_KINDS[coerce[f.name]] if f.name in coerce else 0 for f in fields),
+        cls.__st_class_id__,  # type: ignore[attr-defined]
+        decimal.Decimal,
+    )

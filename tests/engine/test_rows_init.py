@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import gc
+import inspect
 import pickle
-from typing import ClassVar
+import sys
+from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from stepping_django import engine as st
+from stepping_django.engine.data import speedups
+from tests.conftest import IN_CI
 
 
 class Priced(st.Data):
@@ -73,3 +81,86 @@ def test_rows_are_frozen_and_pickle_without_their_cached_hash() -> None:
     assert state == {"name": "a", "price": 2.0}
     back = pickle.loads(pickle.dumps(row))
     assert back == row and hash(back) == hash(row)
+
+
+class Mixed(st.Data):
+    name: str
+    price: float = 1
+    amount: decimal.Decimal = decimal.Decimal(0)
+    tags: tuple[str, ...] = ()
+    note: str | None = None
+
+
+def made_by_python(cls: type[st.Data], *args: Any, **kwargs: Any) -> Any:
+    """A row built by the generated Python __init__ the C one stands in for."""
+    row = cls.__new__(cls)
+    getattr(cls.__init__, "__wrapped__", cls.__init__)(row, *args, **kwargs)
+    return row
+
+
+def outcome(build: Any) -> tuple[str, Any]:
+    try:
+        row = build()
+    except TypeError as e:
+        return "error", str(e)
+    try:
+        h: Any = hash(row)
+    except st.UnsupportedType as e:
+        h = str(e)
+    return "row", (vars(row), h, gc.is_tracked(row))
+
+
+def test_plain_row_classes_get_the_c_init_and_the_others_keep_python() -> None:
+    if speedups is None:
+        message = "the C module is not built (`make install` builds it) or STEPPING_PURE_PYTHON=1"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    assert type(Mixed.__init__) is speedups.RowInit
+    assert type(Priced.__init__) is speedups.RowInit
+    assert type(Normalised.__init__) is not speedups.RowInit
+    assert str(inspect.signature(Mixed)).startswith("(*, name, price=1,")
+    assert outcome(Mixed.__init__) == outcome(Mixed.__init__.__wrapped__)  # no self
+
+
+texts = hs.text(max_size=5)
+field_values = hs.one_of(
+    hs.integers(-(2**70), 2**70),
+    hs.floats(allow_nan=False),
+    hs.decimals(allow_nan=False),
+    texts,
+    hs.none(),
+    hs.tuples(texts, texts),
+    hs.just([1]),  # unhashable: no hash is cached and the row is left to the collector
+)
+keywords = hs.dictionaries(
+    hs.sampled_from(["name", "price", "amount", "tags", "note", "colour"]), field_values
+)
+
+
+@given(keywords, hs.lists(field_values, max_size=2))
+def test_the_c_init_builds_the_rows_and_raises_the_errors_of_the_python_one(
+    kwargs: dict[str, Any], args: list[Any]
+) -> None:
+    """Same attributes in the same order, same cached hash, same collector tracking, and
+    for bad calls the same TypeError message, whatever the keywords and values."""
+    c = outcome(lambda: Mixed(*args, **kwargs))
+    py = outcome(lambda: made_by_python(Mixed, *args, **kwargs))
+    if c[0] == "row":
+        assert list(c[1][0]) == list(py[1][0])
+    assert c == py
+
+
+def test_a_row_with_an_unhashable_field_raises_when_hashed_as_in_python() -> None:
+    for row in (Mixed(name="a", tags=[1]), made_by_python(Mixed, name="a", tags=[1])):  # type: ignore[arg-type]
+        with pytest.raises(st.UnsupportedType, match="Mixed.tags"):
+            hash(row)
+
+
+def test_the_c_init_keeps_no_reference_it_should_not() -> None:
+    name, price = "a" * 40, 10**30
+    before = sys.getrefcount(name), sys.getrefcount(price)
+    rows = [Mixed(name=name, price=price, note=name) for _ in range(1000)]
+    assert sys.getrefcount(name) == before[0] + 2000
+    del rows
+    assert (sys.getrefcount(name), sys.getrefcount(price)) == before
