@@ -1152,22 +1152,267 @@ static uint64_t read_be64(const unsigned char *p) {
     return v;
 }
 
-static PyObject *row_hashes_entry(PyObject *module, PyObject *row) {
-    if (!ready()) return NULL;
-    PyObject *i = identity(module, row);
-    if (i == NULL) return NULL;
+/* The two marks of `row` in (*h1, *h2). */
+static int row_marks(PyObject *row, uint64_t *h1, uint64_t *h2) {
+    PyObject *i = identity(NULL, row);
+    if (i == NULL) return -1;
     unsigned char digest[IDENTITY_BYTES];
     const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(i);
     if (PyBytes_GET_SIZE(i) < IDENTITY_BYTES) {
         blake2b_16(d, PyBytes_GET_SIZE(i), digest);
         d = digest;
     }
-    uint64_t h1 = read_be64(d) % MARK_MODULUS, h2 = read_be64(d + 8) % MARK_MODULUS;
+    *h1 = read_be64(d) % MARK_MODULUS;
+    *h2 = read_be64(d + 8) % MARK_MODULUS;
     Py_DECREF(i);
+    return 0;
+}
+
+static PyObject *row_hashes_entry(PyObject *module, PyObject *row) {
+    uint64_t h1, h2;
+    if (!ready() || row_marks(row, &h1, &h2) < 0) return NULL;
     return Py_BuildValue("(KK)", (unsigned long long)h1, (unsigned long long)h2);
 }
 
+/* -- group_reduce's step ----------------------------------------------------------------- */
+
+/* `v` mod MARK_MODULUS, in [0, MARK_MODULUS), for any int. */
+static int int_mod_p(PyObject *v, uint64_t *out) {
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow == 0) {
+        if (x == -1 && PyErr_Occurred()) return -1;
+        long long m = x % (long long)MARK_MODULUS;
+        *out = (uint64_t)(m < 0 ? m + (long long)MARK_MODULUS : m);
+        return 0;
+    }
+    PyObject *p = PyLong_FromUnsignedLongLong(MARK_MODULUS);
+    PyObject *m = p == NULL ? NULL : PyNumber_Remainder(v, p);
+    Py_XDECREF(p);
+    if (m == NULL) return -1;
+    *out = PyLong_AsUnsignedLongLong(m);
+    Py_DECREF(m);
+    return *out == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static inline uint64_t add_mod_p(uint64_t a, uint64_t b) {
+    uint64_t s = a + b; /* both < 2**61: no overflow */
+    return s >= MARK_MODULUS ? s - MARK_MODULUS : s;
+}
+
+static inline uint64_t mul_mod_p(uint64_t a, uint64_t b) {
+    return (uint64_t)((unsigned __int128)a * b % MARK_MODULUS);
+}
+
+/* Replace item `i` of `list` by the int `m` (a mark). */
+static int set_mark(PyObject *list, Py_ssize_t i, uint64_t m) {
+    PyObject *v = PyLong_FromUnsignedLongLong(m);
+    if (v == NULL) return -1;
+    return PyList_SetItem(list, i, v);
+}
+
+static uint64_t mark_of(PyObject *list, Py_ssize_t i) {
+    return PyLong_AsUnsignedLongLong(PyList_GET_ITEM(list, i));
+}
+
+/* group_accumulate(items, by, pick): group_reduce.accumulate_py, in C. */
+static PyObject *group_accumulate(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "group_accumulate(items: dict, by, pick)");
+        return NULL;
+    }
+    if (!ready()) return NULL;
+    PyObject *items = args[0], *by = args[1], *pick = args[2];
+    PyObject *acc = PyDict_New();
+    if (acc == NULL) return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *row, *c;
+    while (PyDict_Next(items, &pos, &row, &c)) {
+        Py_INCREF(row);
+        Py_INCREF(c);
+        PyObject *k = NULL, *v = NULL, *dv = NULL;
+        uint64_t h1, h2, cm;
+        int ok = -1;
+        if ((k = PyObject_CallOneArg(by, row)) == NULL || row_marks(row, &h1, &h2) < 0
+            || (v = PyObject_CallOneArg(pick, row)) == NULL
+            || (dv = PyNumber_Multiply(v, c)) == NULL || int_mod_p(c, &cm) < 0)
+            goto next;
+        h1 = mul_mod_p(h1, cm);
+        h2 = mul_mod_p(h2, cm);
+        PyObject *e = PyDict_GetItemWithError(acc, k);
+        if (e == NULL) {
+            if (PyErr_Occurred()) goto next;
+            e = PyList_New(3);
+            if (e == NULL) goto next;
+            PyList_SET_ITEM(e, 0, Py_NewRef(dv));
+            ok = set_mark(e, 1, h1) < 0 || set_mark(e, 2, h2) < 0 ? -1 : PyDict_SetItem(acc, k, e);
+            Py_DECREF(e);
+            goto next;
+        }
+        PyObject *sum = PyNumber_Add(PyList_GET_ITEM(e, 0), dv);
+        if (sum == NULL || PyList_SetItem(e, 0, sum) < 0) goto next;
+        ok = set_mark(e, 1, add_mod_p(mark_of(e, 1), h1)) < 0
+                     || set_mark(e, 2, add_mod_p(mark_of(e, 2), h2)) < 0
+                 ? -1
+                 : 0;
+    next:
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        Py_XDECREF(dv);
+        Py_DECREF(row);
+        Py_DECREF(c);
+        if (ok < 0) {
+            Py_DECREF(acc);
+            return NULL;
+        }
+    }
+    return acc;
+}
+
+/* d[key] = weight (a new reference to key is taken by the dict). */
+static int put(PyObject *d, PyObject *key, PyObject *weight) {
+    return key == NULL ? -1 : PyDict_SetItem(d, key, weight);
+}
+
+/* The output row Pair(value, k). */
+static PyObject *pair_of(PyObject *value, PyObject *k) {
+    PyObject *args[2] = {value, k};
+    return PyObject_Vectorcall(PairType, args, 2, NULL);
+}
+
+/* `a != b` as Python's operator gives it (no identity shortcut). */
+static int differ(PyObject *a, PyObject *b) {
+    PyObject *r = PyObject_RichCompare(a, b, Py_NE);
+    if (r == NULL) return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* One touched group: its changes into group_change and out (group_reduce.merge_py). */
+static int merge_one(PyObject *k, PyObject *e, PyObject *current, PyObject *zero,
+                     PyObject *group_change, PyObject *out, PyObject *plus, PyObject *minus) {
+    PyObject *dv = PyList_GET_ITEM(e, 0);
+    uint64_t dm1 = mark_of(e, 1), dm2 = mark_of(e, 2);
+    if (PyErr_Occurred()) return -1;
+    PyObject *b = PyDict_GetItemWithError(current, k), *old_row = NULL;
+    if (b == NULL && PyErr_Occurred()) return -1;
+    if (b != NULL) {
+        int truth = PyObject_IsTrue(b);
+        if (truth < 0) return -1;
+        if (truth) {
+            PyObject *it = PyObject_GetIter(b);
+            if (it == NULL) return -1;
+            old_row = PyIter_Next(it);
+            Py_DECREF(it);
+            if (old_row == NULL) return PyErr_Occurred() ? -1 : 0;
+        }
+    }
+    PyObject *value = NULL, *new_row = NULL, *m1o = NULL, *m2o = NULL;
+    int ok = -1;
+    if (old_row != NULL) {
+        if (!PyTuple_CheckExact(old_row) || PyTuple_GET_SIZE(old_row) != 4) {
+            PyErr_SetString(PyExc_ValueError, "group_reduce: a stored group is not (key, value, "
+                                              "mark, mark)");
+            goto done;
+        }
+        PyObject *old_value = PyTuple_GET_ITEM(old_row, 1);
+        uint64_t o1, o2;
+        if (int_mod_p(PyTuple_GET_ITEM(old_row, 2), &o1) < 0
+            || int_mod_p(PyTuple_GET_ITEM(old_row, 3), &o2) < 0)
+            goto done;
+        uint64_t m1 = add_mod_p(o1, dm1), m2 = add_mod_p(o2, dm2);
+        if (m1 || m2) {
+            if ((value = PyNumber_Add(old_value, dv)) == NULL) goto done;
+            if ((m1o = PyLong_FromUnsignedLongLong(m1)) == NULL
+                || (m2o = PyLong_FromUnsignedLongLong(m2)) == NULL
+                || (new_row = PyTuple_Pack(4, k, value, m1o, m2o)) == NULL)
+                goto done;
+            int d = differ(new_row, old_row);
+            if (d < 0 || (d && (PyDict_SetItem(group_change, old_row, minus) < 0
+                                || PyDict_SetItem(group_change, new_row, plus) < 0)))
+                goto done;
+            if ((d = differ(value, old_value)) < 0) goto done;
+            if (d) {
+                PyObject *gone = pair_of(old_value, k), *made = NULL;
+                int r = put(out, gone, minus);
+                if (r == 0) r = put(out, made = pair_of(value, k), plus);
+                Py_XDECREF(gone);
+                Py_XDECREF(made);
+                if (r < 0) goto done;
+            }
+        } else {
+            PyObject *gone = NULL;
+            if (PyDict_SetItem(group_change, old_row, minus) < 0
+                || put(out, gone = pair_of(old_value, k), minus) < 0) {
+                Py_XDECREF(gone);
+                goto done;
+            }
+            Py_DECREF(gone);
+        }
+    } else if (dm1 || dm2) {
+        PyObject *z = PyObject_CallNoArgs(zero), *made = NULL;
+        if (z == NULL) goto done;
+        value = PyNumber_Add(z, dv);
+        Py_DECREF(z);
+        if (value == NULL || (m1o = PyLong_FromUnsignedLongLong(dm1)) == NULL
+            || (m2o = PyLong_FromUnsignedLongLong(dm2)) == NULL
+            || (new_row = PyTuple_Pack(4, k, value, m1o, m2o)) == NULL
+            || PyDict_SetItem(group_change, new_row, plus) < 0
+            || put(out, made = pair_of(value, k), plus) < 0) {
+            Py_XDECREF(made);
+            goto done;
+        }
+        Py_DECREF(made);
+    }
+    ok = 0;
+done:
+    Py_XDECREF(old_row);
+    Py_XDECREF(value);
+    Py_XDECREF(new_row);
+    Py_XDECREF(m1o);
+    Py_XDECREF(m2o);
+    return ok;
+}
+
+/* group_merge(acc, current, zero) -> (group_change, out): group_reduce.merge_py, in C. */
+static PyObject *group_merge(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "group_merge(acc: dict, current: dict, zero)");
+        return NULL;
+    }
+    if (!ready()) return NULL;
+    PyObject *acc = args[0], *current = args[1], *zero = args[2];
+    PyObject *group_change = PyDict_New(), *out = PyDict_New();
+    PyObject *plus = PyLong_FromLong(1), *minus = PyLong_FromLong(-1);
+    int ok = group_change != NULL && out != NULL && plus != NULL && minus != NULL ? 0 : -1;
+    Py_ssize_t pos = 0;
+    PyObject *k, *e;
+    while (ok == 0 && PyDict_Next(acc, &pos, &k, &e)) {
+        if (!PyList_CheckExact(e) || PyList_GET_SIZE(e) != 3) {
+            PyErr_SetString(PyExc_TypeError, "group_merge: acc values are [value, mark, mark]");
+            ok = -1;
+            break;
+        }
+        Py_INCREF(k);
+        Py_INCREF(e);
+        ok = merge_one(k, e, current, zero, group_change, out, plus, minus);
+        Py_DECREF(k);
+        Py_DECREF(e);
+    }
+    Py_XDECREF(plus);
+    Py_XDECREF(minus);
+    PyObject *r = ok == 0 ? PyTuple_Pack(2, group_change, out) : NULL;
+    Py_XDECREF(group_change);
+    Py_XDECREF(out);
+    return r;
+}
+
 static PyMethodDef methods[] = {
+    {"group_accumulate", (PyCFunction)(void (*)(void))group_accumulate, METH_FASTCALL,
+     "group_accumulate(items, by, pick) -> dict: group_reduce.accumulate_py, in C."},
+    {"group_merge", (PyCFunction)(void (*)(void))group_merge, METH_FASTCALL,
+     "group_merge(acc, current, zero) -> (group_change, out): group_reduce.merge_py, in C."},
     {"row_hashes", row_hashes_entry, METH_O,
      "row_hashes(row) -> (int, int): group_reduce's marks of a row, in C."},
     {"init", init, METH_VARARGS,

@@ -39,3 +39,9 @@ def row_init(
     decimal: type,
     /,
 ) -> RowInit: ...
+def group_accumulate(
+    items: dict[Any, int], by: Callable[[Any], Any], pick: Callable[[Any], Any], /
+) -> dict[Any, list[Any]]: ...
+def group_merge(
+    acc: dict[Any, list[Any]], current: dict[Any, dict[Any, int]], zero: Callable[[], Any], /
+) -> tuple[dict[Any, int], dict[Any, int]]: ...

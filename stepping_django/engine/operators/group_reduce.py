@@ -81,53 +81,75 @@ class GroupReduceVertex(Vertex):
 
     def step(self, states: tuple[State, ...], inputs: list[ZSetPython[Any]]) -> ZSetPython[Any]:
         (groups,) = states
-        by, pick = self.by.f, self.pick_value
-        # Per touched group key: [sum of pick_value * weight, the marks' changes].
-        acc: dict[Any, list[Any]] = {}
-        get = acc.get
-        for row, c in inputs[0].data.items():
-            k = by(row)
-            h1, h2 = row_hashes(row)
-            e = get(k)
-            if e is None:
-                acc[k] = [pick(row) * c, h1 * c, h2 * c]
-            else:
-                e[0] = e[0] + pick(row) * c
-                e[1] += h1 * c
-                e[2] += h2 * c
+        acc = accumulate(inputs[0].data, self.by.f, self.pick_value)
         current = groups.lookup(self.key_index, acc.keys())
-        # Keys are distinct, so each (group row, output row) below is set at most once.
-        out: dict[Any, int] = {}
-        group_change: dict[Any, int] = {}
-        zero = self.zero
-        p = MARK_MODULUS
-        for k, (dv, dm1, dm2) in acc.items():
-            b = current.get(k)
-            if b:
-                old_row = next(iter(b))
-                _, old_value, old_m1, old_m2 = old_row
-                m1, m2 = (old_m1 + dm1) % p, (old_m2 + dm2) % p
-                if m1 or m2:
-                    value = old_value + dv
-                    new_row = (k, value, m1, m2)
-                    if new_row != old_row:
-                        group_change[old_row] = -1
-                        group_change[new_row] = 1
-                    if value != old_value:
-                        out[Pair(old_value, k)] = -1
-                        out[Pair(value, k)] = 1
-                else:
-                    group_change[old_row] = -1
-                    out[Pair(old_value, k)] = -1
-            else:
-                m1, m2 = dm1 % p, dm2 % p
-                if m1 or m2:
-                    value = zero() + dv
-                    group_change[(k, value, m1, m2)] = 1
-                    out[Pair(value, k)] = 1
+        group_change, out = merge(acc, current, self.zero)
         if group_change:
             groups.add(ZSetPython.wrap(group_change))
         return ZSetPython.wrap(out)
+
+
+def accumulate_py(
+    items: dict[Any, int], by: Callable[[Any], Any], pick: Callable[[Any], Any]
+) -> dict[Any, list[Any]]:
+    """Per touched group key: [Σ pick_value(row) * weight, the two marks' changes mod P]."""
+    acc: dict[Any, list[Any]] = {}
+    get = acc.get
+    p = MARK_MODULUS
+    for row, c in items.items():
+        k = by(row)
+        h1, h2 = row_hashes(row)
+        e = get(k)
+        if e is None:
+            acc[k] = [pick(row) * c, h1 * c % p, h2 * c % p]
+        else:
+            e[0] = e[0] + pick(row) * c
+            e[1] = (e[1] + h1 * c) % p
+            e[2] = (e[2] + h2 * c) % p
+    return acc
+
+
+def merge_py(
+    acc: dict[Any, list[Any]], current: dict[Any, dict[Any, int]], zero: Callable[[], Any]
+) -> tuple[dict[Any, int], dict[Any, int]]:
+    """The touched groups' state changes and output changes, from their stored rows."""
+    # Keys are distinct, so each (group row, output row) below is set at most once.
+    out: dict[Any, int] = {}
+    group_change: dict[Any, int] = {}
+    p = MARK_MODULUS
+    for k, (dv, dm1, dm2) in acc.items():
+        b = current.get(k)
+        if b:
+            old_row = next(iter(b))
+            _, old_value, old_m1, old_m2 = old_row
+            m1, m2 = (old_m1 + dm1) % p, (old_m2 + dm2) % p
+            if m1 or m2:
+                value = old_value + dv
+                new_row = (k, value, m1, m2)
+                if new_row != old_row:
+                    group_change[old_row] = -1
+                    group_change[new_row] = 1
+                if value != old_value:
+                    out[Pair(old_value, k)] = -1
+                    out[Pair(value, k)] = 1
+            else:
+                group_change[old_row] = -1
+                out[Pair(old_value, k)] = -1
+        elif dm1 or dm2:
+            value = zero() + dv
+            group_change[(k, value, dm1, dm2)] = 1
+            out[Pair(value, k)] = 1
+    return group_change, out
+
+
+#: The step's two loops in C where the C module is built (a Python frame less per row and
+#: per group); the Python functions are the reference.
+accumulate: Callable[..., dict[Any, list[Any]]] = (
+    accumulate_py if speedups is None else speedups.group_accumulate
+)
+merge: Callable[..., tuple[dict[Any, int], dict[Any, int]]] = (
+    merge_py if speedups is None else speedups.group_merge
+)
 
 
 def group_reduce_from_scratch(

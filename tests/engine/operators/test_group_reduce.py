@@ -4,8 +4,14 @@ exists while it has rows, and its row is retracted when the last one is removed.
 from __future__ import annotations
 
 import decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from stepping_django import engine as st
+from stepping_django.engine.operators import group_reduce
 from tests.engine.operators.driver import (
     Item,
     Priced,
@@ -135,3 +141,67 @@ def test_group_keys_equal_but_written_differently_are_one_group(
 ) -> None:
     check_incremental(make_store, count_by_amount, run)
     check_incremental(make_store, count_by_weight, run)
+
+
+values = hs.one_of(
+    hs.integers(-(2**70), 2**70), hs.floats(allow_nan=False, allow_infinity=False, width=32)
+)
+weighted_rows = hs.lists(
+    hs.tuples(hs.tuples(hs.integers(0, 6), values), hs.integers(-3, 3).filter(bool)), max_size=12
+)
+
+
+def zset_of(rows: list[tuple[Any, int]]) -> dict[Any, int]:
+    out: dict[Any, int] = {}
+    for row, c in rows:
+        out[row] = out.get(row, 0) + c
+    return {row: c for row, c in out.items() if c}
+
+
+def key_of(row: tuple[int, Any]) -> int:
+    return row[0] % 4
+
+
+def value_in(row: tuple[int, Any]) -> Any:
+    return row[1]
+
+
+@given(weighted_rows, weighted_rows, hs.booleans(), hs.integers(-(2**70), 2**70))
+def test_the_steps_loops_in_c_give_what_the_python_ones_give(
+    before: list[tuple[Any, int]], change: list[tuple[Any, int]], undo: bool, weight: int
+) -> None:
+    """Same groups, same sums, same marks, in the same order, from the same stored groups;
+    `undo` takes `before` back out, so groups empty (their marks cancel to 0)."""
+    if group_reduce.speedups is None:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    c_accumulate, c_merge = (
+        group_reduce.speedups.group_accumulate,
+        group_reduce.speedups.group_merge,
+    )
+    stored, _ = group_reduce.merge_py(
+        group_reduce.accumulate_py(zset_of(before), key_of, value_in), {}, int
+    )
+    current: dict[Any, dict[Any, int]] = {}
+    for row in stored:
+        current.setdefault(row[0], {})[row] = 1
+    items = zset_of(change + ([(r, -c) for r, c in before] if undo else []) + [((9, 1), weight)])
+    acc_py = group_reduce.accumulate_py(items, key_of, value_in)
+    acc_c = c_accumulate(items, key_of, value_in)
+    assert list(acc_c.items()) == list(acc_py.items())
+    merged_py = group_reduce.merge_py(acc_py, current, int)
+    merged_c = c_merge(acc_c, current, int)
+    assert [list(d.items()) for d in merged_c] == [list(d.items()) for d in merged_py]
+
+
+def test_the_steps_loops_in_c_pass_on_the_users_errors() -> None:
+    if group_reduce.speedups is None:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+
+    def bad(row: Any) -> Any:
+        raise ValueError(f"no key for {row!r}")
+
+    for accumulate in (group_reduce.accumulate_py, group_reduce.speedups.group_accumulate):
+        with pytest.raises(ValueError, match="no key for"):
+            accumulate({(1, 2): 1}, bad, value_in)
+        with pytest.raises(ValueError, match="no key for"):
+            accumulate({(1, 2): 1}, key_of, bad)
