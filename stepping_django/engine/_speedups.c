@@ -1174,6 +1174,158 @@ static PyObject *row_hashes_entry(PyObject *module, PyObject *row) {
     return Py_BuildValue("(KK)", (unsigned long long)h1, (unsigned long long)h2);
 }
 
+/* -- Z-set addition ---------------------------------------------------------------------- */
+
+/* Z-sets are dicts of row -> weight without zeros; these add weights into one, hashing each
+ * row once (a Python loop hashes it at the lookup and again at the store). */
+#if PY_VERSION_HEX < 0x030D0000
+#define GET_KNOWN_HASH(d, k, h) _PyDict_GetItem_KnownHash(d, k, h)
+#define SET_KNOWN_HASH(d, k, v, h) _PyDict_SetItem_KnownHash(d, k, v, h)
+#define DEL_KNOWN_HASH(d, k, h) _PyDict_DelItem_KnownHash(d, k, h)
+#else
+#define GET_KNOWN_HASH(d, k, h) PyDict_GetItemWithError(d, k)
+#define SET_KNOWN_HASH(d, k, v, h) PyDict_SetItem(d, k, v)
+#define DEL_KNOWN_HASH(d, k, h) PyDict_DelItem(d, k)
+#endif
+
+static PyObject *zero_int; /* 0, made once */
+
+/* target[row] += c, the entry removed when it reaches 0 (`zset.add_into_py`'s loop body). */
+static int add_weight(PyObject *target, PyObject *row, Py_hash_t h, PyObject *c) {
+    PyObject *old = GET_KNOWN_HASH(target, row, h);
+    if (old == NULL && PyErr_Occurred()) return -1;
+    PyObject *n = old == NULL ? PyNumber_Add(zero_int, c) : PyNumber_Add(old, c);
+    if (n == NULL) return -1;
+    int t = PyObject_IsTrue(n), r = -1;
+    if (t > 0) r = SET_KNOWN_HASH(target, row, n, h);
+    else if (t == 0) r = old == NULL ? 0 : DEL_KNOWN_HASH(target, row, h);
+    Py_DECREF(n);
+    return r;
+}
+
+/* add_into(target, items): zset.add_into_py, in C. */
+static PyObject *add_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "add_into(target: dict, items: dict)");
+        return NULL;
+    }
+    PyObject *target = args[0], *items = args[1], *row, *c;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(items, &pos, &row, &c)) {
+        Py_INCREF(row);
+        Py_INCREF(c);
+        Py_hash_t h = PyObject_Hash(row);
+        int r = h == -1 ? -1 : add_weight(target, row, h, c);
+        Py_DECREF(row);
+        Py_DECREF(c);
+        if (r < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* file_weights(buckets, f, items): sql._file_py, in C. */
+static PyObject *file_weights(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "file_weights(buckets: dict, f, items: dict)");
+        return NULL;
+    }
+    PyObject *buckets = args[0], *f = args[1], *items = args[2], *row, *c;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(items, &pos, &row, &c)) {
+        Py_INCREF(row);
+        Py_INCREF(c);
+        int r = -1;
+        PyObject *k = PyObject_CallOneArg(f, row), *b = NULL;
+        Py_hash_t hk = k == NULL ? -1 : PyObject_Hash(k);
+        if (hk != -1 && (b = GET_KNOWN_HASH(buckets, k, hk)) == NULL && !PyErr_Occurred()) {
+            PyObject *nb = PyDict_New();
+            r = nb == NULL || PyDict_SetItem(nb, row, c) < 0 ? -1
+                                                             : SET_KNOWN_HASH(buckets, k, nb, hk);
+            Py_XDECREF(nb);
+        } else if (b != NULL) {
+            Py_INCREF(b);
+            Py_hash_t h = PyObject_Hash(row);
+            r = h == -1 ? -1 : add_weight(b, row, h, c);
+            if (r == 0 && PyDict_GET_SIZE(b) == 0) r = DEL_KNOWN_HASH(buckets, k, hk);
+            Py_DECREF(b);
+        }
+        Py_XDECREF(k);
+        Py_DECREF(row);
+        Py_DECREF(c);
+        if (r < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* note_keys(keys, buckets, known, pairing, replaced): the loop of sql.SQLState's
+ * _note_looked_up over one index's keys (`_note_keys_py`), in C. */
+static int note_bucket(PyObject *b, PyObject *known, int pairing, PyObject *replaced) {
+    Py_ssize_t pos = 0;
+    PyObject *row, *c;
+    while (PyDict_Next(b, &pos, &row, &c)) {
+        int in = PyDict_Contains(known, row);
+        if (in < 0 || (!in && PyDict_SetItem(known, row, zero_int) < 0)) return -1;
+    }
+    if (!pairing || PyDict_GET_SIZE(b) != 2) return 0;
+    PyObject *r[2], *w[2];
+    pos = 0;
+    for (int i = 0; i < 2; i++) PyDict_Next(b, &pos, &r[i], &w[i]);
+    for (int i = 0; i < 2; i++) {
+        PyObject *kr = PyDict_GetItemWithError(known, r[i]);
+        PyObject *ko = PyDict_GetItemWithError(known, r[1 - i]);
+        if (kr == NULL || ko == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, r[i]);
+            return -1;
+        }
+        PyObject *neg = PyNumber_Negative(w[i]);
+        if (neg == NULL) return -1;
+        PyObject *eq = PyObject_RichCompare(kr, neg, Py_EQ);
+        Py_DECREF(neg);
+        if (eq == NULL) return -1;
+        int t = PyObject_IsTrue(eq);
+        Py_DECREF(eq);
+        if (t < 0) return -1;
+        if (!t) continue;
+        int zero = PyObject_Not(ko);
+        if (zero < 0) return -1;
+        if (!zero) continue;
+        PyObject *entry = PyTuple_Pack(3, r[i], r[1 - i], w[1 - i]);
+        int ok = entry == NULL ? -1 : PyList_Append(replaced, entry);
+        Py_XDECREF(entry);
+        return ok;
+    }
+    return 0;
+}
+
+static PyObject *note_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyDict_Check(args[1]) || !PyDict_Check(args[2])
+        || !PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "note_keys(keys, buckets: dict, known: dict, pairing, replaced: list)");
+        return NULL;
+    }
+    PyObject *buckets = args[1], *known = args[2], *replaced = args[4];
+    int pairing = PyObject_IsTrue(args[3]);
+    if (pairing < 0) return NULL;
+    PyObject *it = PyObject_GetIter(args[0]), *k;
+    if (it == NULL) return NULL;
+    int ok = 0;
+    while (ok == 0 && (k = PyIter_Next(it)) != NULL) {
+        PyObject *b = PyDict_GetItemWithError(buckets, k);
+        if (b != NULL && PyDict_Check(b) && PyDict_GET_SIZE(b)) {
+            Py_INCREF(b);
+            ok = note_bucket(b, known, pairing, replaced);
+            Py_DECREF(b);
+        } else if (b == NULL && PyErr_Occurred()) {
+            ok = -1;
+        }
+        Py_DECREF(k);
+    }
+    Py_DECREF(it);
+    if (ok < 0 || PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* -- group_reduce's step ----------------------------------------------------------------- */
 
 /* `v` mod MARK_MODULUS, in [0, MARK_MODULUS), for any int. */
@@ -1409,6 +1561,12 @@ static PyObject *group_merge(PyObject *module, PyObject *const *args, Py_ssize_t
 }
 
 static PyMethodDef methods[] = {
+    {"add_into", (PyCFunction)(void (*)(void))add_into, METH_FASTCALL,
+     "add_into(target, items): zset.add_into_py, in C."},
+    {"file_weights", (PyCFunction)(void (*)(void))file_weights, METH_FASTCALL,
+     "file_weights(buckets, f, items): sql._file_py, in C."},
+    {"note_keys", (PyCFunction)(void (*)(void))note_keys, METH_FASTCALL,
+     "note_keys(keys, buckets, known, pairing, replaced): sql._note_keys_py, in C."},
     {"group_accumulate", (PyCFunction)(void (*)(void))group_accumulate, METH_FASTCALL,
      "group_accumulate(items, by, pick) -> dict: group_reduce.accumulate_py, in C."},
     {"group_merge", (PyCFunction)(void (*)(void))group_merge, METH_FASTCALL,
@@ -1454,6 +1612,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
      * dict of its own, a tracked object the collector walks, for every row. */
     RowType.tp_new = PyBaseObject_Type.tp_new;
     if (PyType_Ready(&RowType) < 0 || PyType_Ready(&RowInitType) < 0) return NULL;
+    if ((zero_int = PyLong_FromLong(0)) == NULL) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "Row", (PyObject *)&RowType) < 0

@@ -1,7 +1,7 @@
 """The C row encoder, row hash and row __init__ (_speedups.c); serialize.py and data.py wire
 them and are their reference."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 def init(
@@ -45,3 +45,15 @@ def group_accumulate(
 def group_merge(
     acc: dict[Any, list[Any]], current: dict[Any, dict[Any, int]], zero: Callable[[], Any], /
 ) -> tuple[dict[Any, int], dict[Any, int]]: ...
+def add_into(target: dict[Any, int], items: dict[Any, int], /) -> None: ...
+def file_weights(
+    buckets: dict[Any, dict[Any, int]], f: Callable[[Any], Any], items: dict[Any, int], /
+) -> None: ...
+def note_keys(
+    keys: Iterable[Any],
+    buckets: dict[Any, dict[Any, int]],
+    known: dict[Any, int],
+    pairing: bool,
+    replaced: list[tuple[Any, Any, int]],
+    /,
+) -> None: ...

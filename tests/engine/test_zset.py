@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
 from stepping_django import engine as st
+from stepping_django.engine import zset
 from tests.engine.operators.driver import Item, Tag
 
 weights = hs.integers(-3, 3)
@@ -124,3 +126,24 @@ def test_multiplying_scales_every_weight() -> None:
     z = st.ZSetPython({1: 2, 2: -1})
     assert z * 3 == st.ZSetPython({1: 6, 2: -3})
     assert 2 * z == st.ZSetPython({1: 4, 2: -2})
+
+
+weighted = hs.dictionaries(
+    hs.one_of(hs.integers(0, 8), hs.tuples(hs.integers(0, 3), hs.text(max_size=2))),
+    hs.integers(-(2**70), 2**70).filter(bool),
+    max_size=10,
+)
+
+
+@given(weighted, weighted)
+def test_adding_in_place_in_c_gives_what_python_gives(a: dict[Any, int], b: dict[Any, int]) -> None:
+    """Same weights, zeros removed, same order; `b` taken back out leaves `a` as it was."""
+    if zset.speedups is None:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    in_py, in_c = dict(a), dict(a)
+    zset.add_into_py(in_py, b)
+    zset.speedups.add_into(in_c, b)
+    assert list(in_c.items()) == list(in_py.items())
+    assert 0 not in in_c.values()
+    zset.speedups.add_into(in_c, {row: -c for row, c in b.items()})
+    assert in_c == a

@@ -33,7 +33,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Self
 
-from stepping_django.engine.data import Data
+from stepping_django.engine.data import Data, speedups
 from stepping_django.engine.index import Index
 from stepping_django.engine.serialize import dumps, identity, identity_of_bytes
 from stepping_django.engine.stores.base import (
@@ -46,7 +46,7 @@ from stepping_django.engine.stores.base import (
 from stepping_django.engine.stores.known import KnownRows
 from stepping_django.engine.stores.wait import wait_for_frontier
 from stepping_django.engine.time import Time
-from stepping_django.engine.zset import ZSetPython
+from stepping_django.engine.zset import ZSetPython, add_into
 
 #: Postgres truncates longer identifiers; we shorten them ourselves, the same way on every
 #: database, so two long names can never collide after truncation.
@@ -493,13 +493,7 @@ class SQLState:
         items = change.data
         if not items:
             return
-        pending = self._pending
-        for row, c in items.items():
-            n = pending.get(row, 0) + c
-            if n:
-                pending[row] = n
-            else:
-                del pending[row]
+        add_into(self._pending, items)
         for ix, buckets in self._pending_by.items():
             _file(buckets, ix.f, items)
 
@@ -815,21 +809,7 @@ class SQLState:
         in_place = self.table.in_place_index
         replaced: list[tuple[Any, Any, int]] = []
         for ix, keys in self._looked.items():
-            buckets = self._buckets(ix)
-            pairing = ix == in_place
-            for k in keys:
-                b = buckets.get(k)
-                if not b:
-                    continue
-                for row in b:
-                    if row not in known:
-                        known[row] = 0  # under a looked-up key, not stored
-                if pairing and len(b) == 2:
-                    (r1, c1), (r2, c2) = b.items()
-                    if known[r1] == -c1 and not known[r2]:
-                        replaced.append((r1, r2, c2))
-                    elif known[r2] == -c2 and not known[r1]:
-                        replaced.append((r2, r1, c1))
+            _note_keys(keys, self._buckets(ix), known, ix == in_place, replaced)
         for old, new, _ in replaced:
             del pending[old], pending[new]
         return replaced
@@ -868,7 +848,30 @@ _two_items = operator.itemgetter(0, 1)
 Buckets = dict[Any, dict[Any, int]]
 
 
-def _file(buckets: Buckets, f: Callable[[Any], Any], items: dict[Any, int]) -> None:
+def _note_keys_py(
+    keys: Iterable[Any],
+    buckets: Buckets,
+    known: dict[Any, int],
+    pairing: bool,
+    replaced: list[tuple[Any, Any, int]],
+) -> None:
+    """`_note_looked_up` for one index's looked-up `keys` and its pending `buckets`."""
+    for k in keys:
+        b = buckets.get(k)
+        if not b:
+            continue
+        for row in b:
+            if row not in known:
+                known[row] = 0  # under a looked-up key, not stored
+        if pairing and len(b) == 2:
+            (r1, c1), (r2, c2) = b.items()
+            if known[r1] == -c1 and not known[r2]:
+                replaced.append((r1, r2, c2))
+            elif known[r2] == -c2 and not known[r1]:
+                replaced.append((r2, r1, c1))
+
+
+def _file_py(buckets: Buckets, f: Callable[[Any], Any], items: dict[Any, int]) -> None:
     """Add the weights of `items` to `buckets`, under each row's key `f(row)`."""
     for row, c in items.items():
         k = f(row)
@@ -883,6 +886,16 @@ def _file(buckets: Buckets, f: Callable[[Any], Any], items: dict[Any, int]) -> N
             del b[row]
             if not b:
                 del buckets[k]
+
+
+#: The two loops above in C where the C module is built (each row and key hashed once per
+#: step instead of at every dict operation); the Python functions are the reference.
+_file: Callable[[Buckets, Callable[[Any], Any], dict[Any, int]], None] = (
+    _file_py if speedups is None else speedups.file_weights
+)
+_note_keys: Callable[
+    [Iterable[Any], Buckets, dict[Any, int], bool, list[tuple[Any, Any, int]]], None
+] = _note_keys_py if speedups is None else speedups.note_keys
 
 
 def _merge(out: dict[Any, dict[Any, int]], key: Any, changes: dict[Any, int]) -> None:

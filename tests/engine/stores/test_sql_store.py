@@ -8,8 +8,11 @@ import types
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from stepping_django import engine as st
+from stepping_django.engine.stores import sql
 from stepping_django.engine.stores.base import Ordered, StateSpec
 from tests.engine.seed_query import LineItem, Product, cache, graph
 from tests.engine.stores.conftest import Backend, raw_connect, settle_receipts
@@ -258,3 +261,47 @@ def test_rows_of_unknown_weight_settle_deleted_at_zero_and_summed_otherwise(
     with backend.connect() as conn:
         store = backend.store.from_graph(conn, graph, create_tables=False)
         assert store.state(cache.spec).zset() == expected
+
+
+pending_rows = hs.dictionaries(
+    hs.tuples(hs.integers(0, 4), hs.integers(0, 3)), hs.integers(-2, 2).filter(bool), max_size=12
+)
+
+
+def key_of(row: tuple[int, int]) -> int:
+    return row[0]
+
+
+@given(
+    pending_rows,
+    pending_rows,
+    hs.lists(hs.integers(0, 6), max_size=6),
+    hs.dictionaries(hs.tuples(hs.integers(0, 4), hs.integers(0, 3)), hs.integers(-2, 2)),
+    hs.booleans(),
+)
+def test_filing_and_noting_keys_in_c_give_what_python_gives(
+    first: dict[Any, int],
+    then: dict[Any, int],
+    keys: list[int],
+    known: dict[Any, int],
+    pairing: bool,
+) -> None:
+    """A state's pending changes filed by key, then the looked-up keys noted: the same
+    buckets, the same rows recorded as stored at 0 and the same in-place pairs."""
+    if sql.speedups is None:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    filed = []
+    for file in (sql._file_py, sql.speedups.file_weights):
+        buckets: dict[Any, dict[Any, int]] = {}
+        file(buckets, key_of, first)
+        file(buckets, key_of, then)
+        filed.append([(k, list(b.items())) for k, b in buckets.items()])
+    assert filed[0] == filed[1]
+    noted = []
+    for note in (sql._note_keys_py, sql.speedups.note_keys):
+        buckets = {}
+        sql._file_py(buckets, key_of, first)
+        known_now, replaced = dict(known), []
+        note(keys, buckets, known_now, pairing, replaced)
+        noted.append((list(known_now.items()), replaced))
+    assert noted[0] == noted[1]
