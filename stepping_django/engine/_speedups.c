@@ -1326,6 +1326,224 @@ static PyObject *note_keys(PyObject *module, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* -- rows a SQL state knows ------------------------------------------------------------- */
+
+/* KnownRows: stores/known.py's KnownRows (the reference), in C. Every row a SQL state reads
+ * or writes passes through it, two or three dict operations each. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *rows;  /* identity -> row */
+    PyObject *ids;   /* row -> identity */
+    PyObject *loads; /* serialize.loads */
+    Py_ssize_t limit;
+} KnownRowsObject;
+
+static int known_keep(KnownRowsObject *k, PyObject *rid, PyObject *row) {
+    if (PyDict_GET_SIZE(k->rows) >= k->limit) {
+        PyDict_Clear(k->rows);
+        PyDict_Clear(k->ids);
+    }
+    return PyDict_SetItem(k->rows, rid, row) < 0 ? -1 : PyDict_SetItem(k->ids, row, rid);
+}
+
+static PyObject *known_keep_entry(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "keep(rid, row)");
+        return NULL;
+    }
+    if (known_keep((KnownRowsObject *)self, args[0], args[1]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *as_bytes(PyObject *v) {
+    return PyBytes_CheckExact(v) ? Py_NewRef(v) : PyBytes_FromObject(v);
+}
+
+static PyObject *known_load(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    KnownRowsObject *k = (KnownRowsObject *)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "load(row_id, data)");
+        return NULL;
+    }
+    PyObject *rid = as_bytes(args[0]);
+    if (rid == NULL) return NULL;
+    PyObject *row = PyDict_GetItemWithError(k->rows, rid);
+    if (row != NULL) {
+        Py_DECREF(rid);
+        return Py_NewRef(row);
+    }
+    PyObject *data = PyErr_Occurred() ? NULL : as_bytes(args[1]);
+    row = data == NULL ? NULL : PyObject_CallOneArg(k->loads, data);
+    Py_XDECREF(data);
+    if (row != NULL && ((is_data(row) && PyObject_GenericSetAttr(row, s_st_id, rid) < 0)
+                        || known_keep(k, rid, row) < 0))
+        Py_CLEAR(row);
+    Py_DECREF(rid);
+    return row;
+}
+
+static PyObject *known_id(PyObject *self, PyObject *row) {
+    KnownRowsObject *k = (KnownRowsObject *)self;
+    PyObject *rid = PyDict_GetItemWithError(k->ids, row);
+    if (rid != NULL) return Py_NewRef(rid);
+    if (PyErr_Occurred() || !ready()) return NULL;
+    rid = identity(NULL, row);
+    if (rid != NULL && known_keep(k, rid, row) < 0) Py_CLEAR(rid);
+    return rid;
+}
+
+static PyObject *known_get(PyObject *self, PyObject *rid) {
+    PyObject *row = PyDict_GetItemWithError(((KnownRowsObject *)self)->rows, rid);
+    if (row == NULL && PyErr_Occurred()) return NULL;
+    return Py_NewRef(row == NULL ? Py_None : row);
+}
+
+static PyObject *known_id_of(PyObject *self, PyObject *row) {
+    PyObject *rid = PyDict_GetItemWithError(((KnownRowsObject *)self)->ids, row);
+    if (rid == NULL && PyErr_Occurred()) return NULL;
+    return Py_NewRef(rid == NULL ? Py_None : rid);
+}
+
+static PyObject *known_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"loads", "limit", NULL};
+    PyObject *loads;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "On:KnownRows", names, &loads, &limit))
+        return NULL;
+    KnownRowsObject *k = (KnownRowsObject *)type->tp_alloc(type, 0);
+    if (k == NULL) return NULL;
+    k->rows = PyDict_New();
+    k->ids = PyDict_New();
+    k->loads = Py_NewRef(loads);
+    k->limit = limit;
+    if (k->rows == NULL || k->ids == NULL) {
+        Py_DECREF(k);
+        return NULL;
+    }
+    return (PyObject *)k;
+}
+
+static int known_traverse(PyObject *self, visitproc visit, void *arg) {
+    KnownRowsObject *k = (KnownRowsObject *)self;
+    Py_VISIT(k->rows);
+    Py_VISIT(k->ids);
+    Py_VISIT(k->loads);
+    return 0;
+}
+
+static int known_clear(PyObject *self) {
+    KnownRowsObject *k = (KnownRowsObject *)self;
+    Py_CLEAR(k->rows);
+    Py_CLEAR(k->ids);
+    Py_CLEAR(k->loads);
+    return 0;
+}
+
+static void known_dealloc(PyObject *self) {
+    PyObject_GC_UnTrack(self);
+    known_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyMethodDef known_methods[] = {
+    {"load", (PyCFunction)(void (*)(void))known_load, METH_FASTCALL,
+     "load(row_id, data): the row stored as (row_id, data), decoded once."},
+    {"id", known_id, METH_O, "id(row): row's identity, encoding it only if no equal row is known."},
+    {"keep", (PyCFunction)(void (*)(void))known_keep_entry, METH_FASTCALL,
+     "keep(rid, row): remember the row and its identity."},
+    {"get", known_get, METH_O, "get(rid): the row of an identity already known, else None."},
+    {"id_of", known_id_of, METH_O,
+     "id_of(row): the identity of a row equal to `row` already known, else None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef known_members[] = {
+    {"limit", T_PYSSIZET, offsetof(KnownRowsObject, limit), 0, "Rows kept before emptying."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject KnownRowsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "stepping_django.engine._speedups.KnownRows",
+    .tp_basicsize = sizeof(KnownRowsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "KnownRows(loads, limit): stores/known.py's KnownRows, in C.",
+    .tp_new = known_new,
+    .tp_traverse = known_traverse,
+    .tp_clear = known_clear,
+    .tp_dealloc = known_dealloc,
+    .tp_methods = known_methods,
+    .tp_members = known_members,
+};
+
+/* -- a row's write parameters ------------------------------------------------------------ */
+
+/* `bind(v)`, straight to a bytearray when `bind` is bytearray (SQLite's blob parameters). */
+static PyObject *bind_blob(PyObject *bind, PyObject *v) {
+    if (bind == (PyObject *)&PyByteArray_Type && PyBytes_CheckExact(v))
+        return PyByteArray_FromStringAndSize(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
+    return PyObject_CallOneArg(bind, v);
+}
+
+/* write_row(writers, bind, row, row_id, c, data): sql.Table._write_row_py, in C. */
+static PyObject *write_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 5 || nargs > 6 || !PyTuple_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "write_row(writers: tuple, bind, row, row_id, c, data)");
+        return NULL;
+    }
+    if (!ready()) return NULL;
+    PyObject *writers = args[0], *bind = args[1], *row = args[2], *rid = args[3], *c = args[4];
+    PyObject *data = nargs == 6 && args[5] != Py_None ? Py_NewRef(args[5]) : enc(module, row);
+    if (data == NULL) return NULL;
+    PyObject *values = PyList_New(0), *out = NULL;
+    if (values == NULL) goto done;
+    if (bind == Py_None) {
+        if (PyList_Append(values, rid) < 0 || PyList_Append(values, data) < 0) goto done;
+    } else {
+        for (int i = 0; i < 2; i++) {
+            PyObject *b = bind_blob(bind, i == 0 ? rid : data);
+            int r = b == NULL ? -1 : PyList_Append(values, b);
+            Py_XDECREF(b);
+            if (r < 0) goto done;
+        }
+    }
+    for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(writers); w++) {
+        PyObject *writer = PyTuple_GET_ITEM(writers, w), *f, *encoders;
+        int composite;
+        if (!PyArg_ParseTuple(writer, "OpO!:write_row", &f, &composite, &PyTuple_Type, &encoders))
+            goto done;
+        PyObject *key = PyObject_CallOneArg(f, row);
+        if (key == NULL) goto done;
+        int r = 0;
+        if (!composite) {
+            PyObject *v = PyTuple_GET_SIZE(encoders)
+                              ? PyObject_CallOneArg(PyTuple_GET_ITEM(encoders, 0), key)
+                              : NULL;
+            r = v == NULL ? -1 : PyList_Append(values, v);
+            Py_XDECREF(v);
+        } else {
+            PyObject *parts = PySequence_Fast(key, "a composite key must be a sequence");
+            if (parts == NULL) r = -1;
+            Py_ssize_t n = parts == NULL ? 0 : PySequence_Fast_GET_SIZE(parts);
+            if (n > PyTuple_GET_SIZE(encoders)) n = PyTuple_GET_SIZE(encoders);
+            for (Py_ssize_t i = 0; i < n && r == 0; i++) {
+                PyObject *v = PyObject_CallOneArg(PyTuple_GET_ITEM(encoders, i),
+                                                  PySequence_Fast_GET_ITEM(parts, i));
+                r = v == NULL ? -1 : PyList_Append(values, v);
+                Py_XDECREF(v);
+            }
+            Py_XDECREF(parts);
+        }
+        Py_DECREF(key);
+        if (r < 0) goto done;
+    }
+    if (PyList_Append(values, c) == 0) out = PyList_AsTuple(values);
+done:
+    Py_XDECREF(values);
+    Py_DECREF(data);
+    return out;
+}
+
 /* -- group_reduce's step ----------------------------------------------------------------- */
 
 /* `v` mod MARK_MODULUS, in [0, MARK_MODULUS), for any int. */
@@ -1567,6 +1785,8 @@ static PyMethodDef methods[] = {
      "file_weights(buckets, f, items): sql._file_py, in C."},
     {"note_keys", (PyCFunction)(void (*)(void))note_keys, METH_FASTCALL,
      "note_keys(keys, buckets, known, pairing, replaced): sql._note_keys_py, in C."},
+    {"write_row", (PyCFunction)(void (*)(void))write_row, METH_FASTCALL,
+     "write_row(writers, bind, row, row_id, c, data=None): sql.Table._write_row_py, in C."},
     {"group_accumulate", (PyCFunction)(void (*)(void))group_accumulate, METH_FASTCALL,
      "group_accumulate(items, by, pick) -> dict: group_reduce.accumulate_py, in C."},
     {"group_merge", (PyCFunction)(void (*)(void))group_merge, METH_FASTCALL,
@@ -1611,12 +1831,15 @@ PyMODINIT_FUNC PyInit__speedups(void) {
      * instances of Python subclasses (3.11+); without them a row's first attribute makes it a
      * dict of its own, a tracked object the collector walks, for every row. */
     RowType.tp_new = PyBaseObject_Type.tp_new;
-    if (PyType_Ready(&RowType) < 0 || PyType_Ready(&RowInitType) < 0) return NULL;
+    if (PyType_Ready(&RowType) < 0 || PyType_Ready(&RowInitType) < 0
+        || PyType_Ready(&KnownRowsType) < 0)
+        return NULL;
     if ((zero_int = PyLong_FromLong(0)) == NULL) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "Row", (PyObject *)&RowType) < 0
-        || PyModule_AddObjectRef(m, "RowInit", (PyObject *)&RowInitType) < 0) {
+        || PyModule_AddObjectRef(m, "RowInit", (PyObject *)&RowInitType) < 0
+        || PyModule_AddObjectRef(m, "KnownRows", (PyObject *)&KnownRowsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

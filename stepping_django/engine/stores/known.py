@@ -11,9 +11,9 @@ encode per row again, never a wrong row.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from stepping_django.engine.data import Data
+from stepping_django.engine.data import Data, speedups
 from stepping_django.engine.serialize import identity, loads
 
 #: Rows kept per state: enough for the rows a batch touches, a few MB for rows of a few fields.
@@ -55,3 +55,22 @@ class KnownRows:
             self._ids.clear()
         self._rows[rid] = row
         self._ids[row] = rid
+
+
+class Known(Protocol):
+    """What a SQL state uses of its known rows: KnownRows, or the C one."""
+
+    def load(self, row_id: Any, data: Any) -> Any: ...
+    def id(self, row: Any) -> bytes: ...
+    def keep(self, rid: bytes, row: Any) -> None: ...
+    def get(self, rid: bytes, /) -> Any: ...
+    def id_of(self, row: Any, /) -> bytes | None: ...
+
+
+def known_rows(limit: int = MAX_KNOWN_ROWS) -> Known:
+    """A state's known rows: KnownRows (the reference) in C where the C module is built,
+    as every row a state reads or writes passes through them."""
+    if speedups is None:
+        return KnownRows(limit)
+    known: Known = speedups.KnownRows(loads, limit)
+    return known

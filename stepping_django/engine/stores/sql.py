@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import functools
 import hashlib
 import operator
 import types
@@ -43,7 +44,7 @@ from stepping_django.engine.stores.base import (
     sort_by_index,
     take_first,
 )
-from stepping_django.engine.stores.known import KnownRows
+from stepping_django.engine.stores.known import known_rows
 from stepping_django.engine.stores.wait import wait_for_frontier
 from stepping_django.engine.time import Time
 from stepping_django.engine.zset import ZSetPython, add_into
@@ -351,11 +352,18 @@ class Table:
         blob = dialect.kinds.get("blob")
         pairable = len(ixs) == 1 and all(c.kind is not blob for c in self.key_columns)
         self.in_place_index = ixs[0] if dialect.updates_in_place and pairable else None
-        self._writers = [
-            (ix.f, ix.is_composite, [c.encoder_of_params() for c in cols])
+        self._writers = tuple(
+            (ix.f, ix.is_composite, tuple(c.encoder_of_params() for c in cols))
             for ix, cols in self.columns.items()
-        ]
+        )
         self._blob_param = dialect.blob_param
+        #: The upsert parameters of one row: identity, data, key columns, weight delta
+        #: (`_write_row_py`, in C where the C module is built: it runs for every row written).
+        self.write_row: Callable[..., tuple[Any, ...]] = (
+            self._write_row_py
+            if speedups is None
+            else functools.partial(speedups.write_row, self._writers, self._blob_param)
+        )
 
     def _column(self, ix_name: str, field: str, key_type: Any, ascending: bool) -> Column:
         kind, nullable = kind_name(key_type)
@@ -391,10 +399,9 @@ class Table:
     def column_names(self) -> set[str]:
         return {"identity", "data", "c", *(c.name for c in self.key_columns)}
 
-    def write_row(
+    def _write_row_py(
         self, row: Any, row_id: bytes, c: int, data: bytes | None = None
     ) -> tuple[Any, ...]:
-        """The upsert parameters of one row: identity, data, key columns, weight delta."""
         if data is None:
             data = dumps(row)
         bind = self._blob_param
@@ -484,7 +491,7 @@ class SQLState:
         #: writes, so a flush knows which of these rows reach 0 without asking again.
         self._known: dict[Any, int] = {}
         self._looked: dict[Index[Any, Any], set[Any]] = {}
-        self._rows = KnownRows()
+        self._rows = known_rows()
 
     def _id(self, row: Any) -> bytes:
         return self._rows.id(row)

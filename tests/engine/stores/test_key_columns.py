@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import types
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from stepping_django import engine as st
+from stepping_django.engine.serialize import dumps, identity
+from stepping_django.engine.stores import sql
 from stepping_django.engine.stores.base import Ordered, StateSpec
+from stepping_django.engine.stores.postgres import PostgresDialect
 from stepping_django.engine.stores.sql import (
     MAX_IDENTIFIER_BYTES,
     Table,
@@ -84,3 +93,48 @@ def test_long_and_clashing_index_names_give_distinct_columns() -> None:
     assert len(set(names)) == 4
     assert all(len(n.encode()) <= MAX_IDENTIFIER_BYTES for n in names)
     assert "ixd__n__n" in names and "ixd__n__d__n" in names
+
+
+class Reading(st.Data):
+    meter: uuid.UUID | None
+    at: datetime.datetime
+    day: datetime.date
+    value: float
+    flag: bool
+    note: str | None
+
+
+readings = hs.builds(
+    Reading,
+    meter=hs.none() | hs.uuids(),
+    at=hs.datetimes(timezones=hs.just(UTC)),
+    day=hs.dates(),
+    value=hs.floats(allow_nan=False),
+    flag=hs.booleans(),
+    note=hs.none() | hs.text(max_size=3),
+)
+KEYS = (
+    st.Index.pick(Reading, lambda r: (r.meter, r.day, r.flag)),
+    st.Index.pick(Reading, lambda r: r.at),
+    st.Index.pick(Reading, lambda r: r.note),
+    st.Index.pick(Reading, lambda r: (r.value, r.note)),
+)
+
+
+@given(readings, hs.integers(-(2**70), 2**70))
+def test_a_rows_write_parameters_in_c_are_the_python_ones(row: Reading, c: int) -> None:
+    """For each dialect, the same identity, data, key columns (typed, composite, nullable)
+    and weight, bound the same way, with and without the encoding given."""
+    if sql.speedups is None:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    spec = StateSpec("readings", indexes=KEYS)
+    for dialect in (SQLiteDialect(), PostgresDialect()):
+        table = Table(spec, dialect)
+        assert isinstance(table.write_row, functools.partial)
+        rid, data = identity(row), dumps(row)
+        for given_data in (None, data):
+            made = table.write_row(row, rid, c, given_data)
+            assert made == table._write_row_py(row, rid, c, given_data)
+            assert [type(v) for v in made] == [
+                type(v) for v in table._write_row_py(row, rid, c, given_data)
+            ]

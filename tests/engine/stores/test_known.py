@@ -1,0 +1,74 @@
+"""A SQL state's known rows: each stored row decoded once, each row encoded once, and the
+C KnownRows answering every call as the Python one does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
+
+from stepping_django import engine as st
+from stepping_django.engine.serialize import dumps, identity, loads
+from stepping_django.engine.stores import known
+from tests.conftest import IN_CI
+
+
+class Reading(st.Data):
+    meter: int
+    value: float
+
+
+def all_known_rows() -> list[Any]:
+    kinds: list[Any] = [known.KnownRows(limit=3)]
+    if known.speedups is not None:
+        kinds.append(known.speedups.KnownRows(loads, 3))
+    elif IN_CI:
+        pytest.fail("the C module is not built (`make install` builds it)", pytrace=False)
+    return kinds
+
+
+def test_the_c_known_rows_are_in_use() -> None:
+    if known.speedups is None:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    assert type(known.known_rows()) is known.speedups.KnownRows
+
+
+def test_a_stored_row_is_decoded_once_and_carries_its_identity() -> None:
+    row = Reading(meter=1, value=2.5)
+    rid = identity(row)
+    for rows in all_known_rows():
+        first = rows.load(bytearray(rid), memoryview(dumps(row)))
+        assert first == row and first is not row and first._st_id == rid
+        assert rows.load(rid, b"not read again") is first
+        assert rows.get(rid) is first and rows.id_of(row) == rid and rows.id(row) == rid
+
+
+rows_made = hs.builds(
+    Reading, meter=hs.integers(0, 4), value=hs.sampled_from([0.5, 1.0])
+) | hs.tuples(hs.integers(0, 4), hs.text(max_size=2))
+calls = hs.lists(hs.tuples(hs.sampled_from(["load", "id", "keep", "get", "id_of"]), rows_made))
+
+
+@given(calls)
+def test_the_c_known_rows_answer_every_call_as_the_python_ones(script: list[Any]) -> None:
+    """Calls in any order, past the limit (when both empty themselves and start again)."""
+    kinds = all_known_rows()
+    if len(kinds) < 2:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    answers: list[list[Any]] = [[], []]
+    for rows, out in zip(kinds, answers):
+        for call, row in script:
+            rid = identity(row)
+            if call == "load":
+                out.append(rows.load(rid, dumps(row)))
+            elif call == "id":
+                out.append(rows.id(row))
+            elif call == "keep":
+                out.append(rows.keep(rid, row))
+            elif call == "get":
+                out.append(rows.get(rid))
+            else:
+                out.append(rows.id_of(row))
+    assert answers[0] == answers[1]
