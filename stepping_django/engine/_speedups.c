@@ -828,6 +828,246 @@ static PyObject *settle(PyObject *module, PyObject *const *args, Py_ssize_t narg
     Py_RETURN_NONE;
 }
 
+/* -- Pair ------------------------------------------------------------------------------ */
+
+/* Pair: data.py's Pair (the reference, used when this module is not built), in C. Joins and
+ * group_reduce make one for every row they output, and every Z-set they are in hashes them;
+ * this one is made without a Python frame and hashes without one. Same hash (of the tuple
+ * (PAIR_SALT, left, right)), equality, ordering, repr, pickling and immutability. */
+#define PAIR_SALT 0x9A1E /* data._PAIR_SALT */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *left, *right;
+    Py_hash_t hash;
+    char has_hash;
+} PairObject;
+
+static PyTypeObject PairCType;
+static PyObject *pair_salt, *frozen_error;
+
+/* The hash of (PAIR_SALT, left, right), cached; -1 with an error set when it has none. */
+static Py_hash_t pair_hash(PyObject *self) {
+    PairObject *p = (PairObject *)self;
+    if (p->has_hash) return p->hash;
+    if (p->left == NULL || p->right == NULL) {
+        PyErr_SetString(PyExc_AttributeError, p->left == NULL ? "left" : "right");
+        return -1;
+    }
+    PyObject *values = PyTuple_Pack(3, pair_salt, p->left, p->right);
+    if (values == NULL) return -1;
+    Py_hash_t h = PyObject_Hash(values);
+    if (h != -1) {
+        p->hash = h;
+        p->has_hash = 1;
+        if (UUIDType != NULL && PyObject_GC_IsTracked(self) && is_leaf(p->left, 0)
+            && is_leaf(p->right, 0))
+            PyObject_GC_UnTrack(self); /* as data.settle does */
+    }
+    Py_DECREF(values);
+    return h;
+}
+
+static PyObject *pair_make(PyObject *left, PyObject *right) {
+    PairObject *p = PyObject_GC_New(PairObject, &PairCType);
+    if (p == NULL) return NULL;
+    p->left = Py_NewRef(left);
+    p->right = Py_NewRef(right);
+    p->has_hash = 0;
+    PyObject_GC_Track(p);
+    /* Nearly every pair becomes a Z-set key: hash it now, once (an unhashable side leaves it
+     * without a hash, and hashing it later raises). */
+    if (pair_hash((PyObject *)p) == -1) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+            Py_DECREF(p);
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    return (PyObject *)p;
+}
+
+static PyObject *pair_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && nargs == 2) return pair_make(args[0], args[1]);
+    PyObject *sides[2] = {nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL};
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "Pair() takes 2 arguments (%zd given)", nargs + nkw);
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, j);
+        int i = PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, "left") == 0 ? 0
+              : PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, "right") == 0 ? 1
+                                                                                          : -1;
+        if (i < 0 || sides[i] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         i < 0 ? "Pair() got an unexpected keyword argument '%S'"
+                               : "Pair() got multiple values for argument '%S'",
+                         key);
+            return NULL;
+        }
+        sides[i] = args[nargs + j];
+    }
+    if (sides[0] == NULL || sides[1] == NULL) {
+        PyErr_Format(PyExc_TypeError, "Pair() missing required argument '%s'",
+                     sides[0] == NULL ? "left" : "right");
+        return NULL;
+    }
+    return pair_make(sides[0], sides[1]);
+}
+
+/* Pair.__new__(Pair): an empty pair, as object.__new__ makes one (its sides unset). */
+static PyObject *pair_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PairObject *p = PyObject_GC_New(PairObject, type);
+    if (p == NULL) return NULL;
+    p->left = p->right = NULL;
+    p->has_hash = 0;
+    PyObject_GC_Track(p);
+    return (PyObject *)p;
+}
+
+static int pair_traverse(PyObject *self, visitproc visit, void *arg) {
+    Py_VISIT(((PairObject *)self)->left);
+    Py_VISIT(((PairObject *)self)->right);
+    return 0;
+}
+
+static int pair_clear(PyObject *self) {
+    Py_CLEAR(((PairObject *)self)->left);
+    Py_CLEAR(((PairObject *)self)->right);
+    return 0;
+}
+
+static void pair_dealloc(PyObject *self) {
+    PyObject_GC_UnTrack(self);
+    Py_TRASHCAN_BEGIN(self, pair_dealloc)
+    pair_clear(self);
+    PyObject_GC_Del(self);
+    Py_TRASHCAN_END
+}
+
+static PyObject *pair_side(PyObject *self, void *closure) {
+    PyObject *v = closure == NULL ? ((PairObject *)self)->left : ((PairObject *)self)->right;
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, closure == NULL ? "left" : "right");
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+static int pair_setattro(PyObject *self, PyObject *name, PyObject *value) {
+    PyObject *r = PyObject_Repr(name);
+    if (r != NULL) {
+        PyErr_Format(frozen_error, "cannot assign to field %U", r);
+        Py_DECREF(r);
+    }
+    return -1;
+}
+
+/* `a and b` of two comparison results, as Python gives it: `a` when it is false. */
+static PyObject *both(PyObject *a, PyObject *(*then)(void *), void *arg) {
+    if (a == NULL) return NULL;
+    int t = PyObject_IsTrue(a);
+    if (t <= 0) return t < 0 ? (Py_DECREF(a), NULL) : a;
+    Py_DECREF(a);
+    return then(arg);
+}
+
+typedef struct {
+    PyObject *a, *b;
+} Sides;
+
+static PyObject *right_eq(void *arg) {
+    Sides *s = arg;
+    return PyObject_RichCompare(s->a, s->b, Py_EQ);
+}
+
+static PyObject *pair_richcompare(PyObject *self, PyObject *other, int op) {
+    PairObject *p = (PairObject *)self;
+    if (p->left == NULL || p->right == NULL) {
+        PyErr_SetString(PyExc_AttributeError, p->left == NULL ? "left" : "right");
+        return NULL;
+    }
+    if (op == Py_EQ || op == Py_NE) {
+        if (Py_TYPE(other) != &PairCType) Py_RETURN_NOTIMPLEMENTED;
+        PairObject *o = (PairObject *)other;
+        if (o->left == NULL || o->right == NULL) {
+            PyErr_SetString(PyExc_AttributeError, o->left == NULL ? "left" : "right");
+            return NULL;
+        }
+        Sides rights = {p->right, o->right};
+        PyObject *eq = both(PyObject_RichCompare(p->left, o->left, Py_EQ), right_eq, &rights);
+        if (eq == NULL || op == Py_EQ) return eq;
+        int t = PyObject_IsTrue(eq); /* object.__ne__: not __eq__ */
+        Py_DECREF(eq);
+        return t < 0 ? NULL : PyBool_FromLong(!t);
+    }
+    if (op != Py_LT) Py_RETURN_NOTIMPLEMENTED;
+    /* (self.left, self.right) < (other.left, other.right), whatever `other` is */
+    PyObject *ol = PyObject_GetAttr(other, s_left);
+    PyObject *or = ol == NULL ? NULL : PyObject_GetAttr(other, s_right);
+    PyObject *mine = or == NULL ? NULL : PyTuple_Pack(2, p->left, p->right);
+    PyObject *theirs = mine == NULL ? NULL : PyTuple_Pack(2, ol, or);
+    PyObject *r = theirs == NULL ? NULL : PyObject_RichCompare(mine, theirs, Py_LT);
+    Py_XDECREF(ol);
+    Py_XDECREF(or);
+    Py_XDECREF(mine);
+    Py_XDECREF(theirs);
+    return r;
+}
+
+static PyObject *pair_repr(PyObject *self) {
+    PairObject *p = (PairObject *)self;
+    if (p->left == NULL || p->right == NULL) {
+        PyErr_SetString(PyExc_AttributeError, p->left == NULL ? "left" : "right");
+        return NULL;
+    }
+    return PyUnicode_FromFormat("Pair(left=%R, right=%R)", p->left, p->right);
+}
+
+static PyObject *pair_reduce(PyObject *self, PyObject *unused) {
+    PairObject *p = (PairObject *)self;
+    if (p->left == NULL || p->right == NULL) {
+        PyErr_SetString(PyExc_AttributeError, p->left == NULL ? "left" : "right");
+        return NULL;
+    }
+    return Py_BuildValue("O(OO)", (PyObject *)Py_TYPE(self), p->left, p->right);
+}
+
+static PyGetSetDef pair_getset[] = {
+    {"left", pair_side, NULL, "The left row.", NULL},
+    {"right", pair_side, NULL, "The right row.", (void *)1},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef pair_methods[] = {
+    {"__reduce__", pair_reduce, METH_NOARGS, "Pickled as Pair(left, right)."},
+    {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, "Pair[L, R]: a typing alias."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject PairCType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "stepping_django.engine.data.Pair",
+    .tp_basicsize = sizeof(PairObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Two rows side by side: what join and group produce.",
+    .tp_new = pair_new,
+    .tp_vectorcall = pair_vectorcall,
+    .tp_traverse = pair_traverse,
+    .tp_clear = pair_clear,
+    .tp_dealloc = pair_dealloc,
+    .tp_hash = pair_hash,
+    .tp_richcompare = pair_richcompare,
+    .tp_repr = pair_repr,
+    .tp_setattro = pair_setattro,
+    .tp_getset = pair_getset,
+    .tp_methods = pair_methods,
+};
+
 static PyObject *set_hash_fallback(PyObject *module, PyObject *fn) {
     Py_XSETREF(hash_fallback, Py_NewRef(fn));
     Py_RETURN_NONE;
@@ -1834,12 +2074,19 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (PyType_Ready(&RowType) < 0 || PyType_Ready(&RowInitType) < 0
         || PyType_Ready(&KnownRowsType) < 0)
         return NULL;
-    if ((zero_int = PyLong_FromLong(0)) == NULL) return NULL;
+    if ((zero_int = PyLong_FromLong(0)) == NULL || (pair_salt = PyLong_FromLong(PAIR_SALT)) == NULL)
+        return NULL;
+    PyObject *dataclasses = PyImport_ImportModule("dataclasses");
+    frozen_error = dataclasses == NULL ? NULL
+                                       : PyObject_GetAttrString(dataclasses, "FrozenInstanceError");
+    Py_XDECREF(dataclasses);
+    if (frozen_error == NULL || PyType_Ready(&PairCType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "Row", (PyObject *)&RowType) < 0
         || PyModule_AddObjectRef(m, "RowInit", (PyObject *)&RowInitType) < 0
-        || PyModule_AddObjectRef(m, "KnownRows", (PyObject *)&KnownRowsType) < 0) {
+        || PyModule_AddObjectRef(m, "KnownRows", (PyObject *)&KnownRowsType) < 0
+        || PyModule_AddObjectRef(m, "Pair", (PyObject *)&PairCType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -78,3 +78,10 @@ def write_row(
     data: bytes | None = None,
     /,
 ) -> tuple[Any, ...]: ...
+
+class Pair:
+    """data.py's Pair (PairPy), in C."""
+
+    left: Any
+    right: Any
+    def __init__(self, left: Any, right: Any) -> None: ...

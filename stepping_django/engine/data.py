@@ -254,7 +254,7 @@ class Pair(Generic[L, R]):
             return h
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not Pair:
+        if other.__class__ is not self.__class__:
             return NotImplemented
         return self.left == other.left and self.right == other.right  # type: ignore[attr-defined,no-any-return]
 
@@ -265,13 +265,19 @@ class Pair(Generic[L, R]):
         return f"Pair(left={self.left!r}, right={self.right!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Pair, (self.left, self.right))
+        return (self.__class__, (self.left, self.right))
 
 
 _PAIR_SALT = 0x9A1E
 _set_left: Any = Pair.__dict__["left"].__set__
 _set_right: Any = Pair.__dict__["right"].__set__
 _set_h: Any = Pair.__dict__["_h"].__set__
+
+#: The Python Pair: the reference for `_speedups.Pair`, which takes its name where the C
+#: module is built (a pair is made for every row a join or a group outputs).
+PairPy = Pair
+if speedups is not None and not typing.TYPE_CHECKING:
+    Pair = speedups.Pair  # noqa: F811
 
 
 class Empty:

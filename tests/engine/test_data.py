@@ -18,6 +18,8 @@ import weakref
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from stepping_django import engine as st
 from stepping_django.engine import data
@@ -320,3 +322,61 @@ def test_a_row_holding_a_mutable_object_stays_collected_when_it_closes_a_cycle()
     del box, pair
     gc.collect()
     assert gone() is None
+
+
+sides = hs.one_of(
+    hs.integers(-3, 3),
+    hs.floats(allow_nan=True, width=16),
+    hs.text(max_size=2),
+    hs.tuples(hs.integers(0, 2), hs.integers(0, 2)),
+    hs.just([1]),  # unhashable: the pair has no hash, hashing it raises
+    hs.builds(Product, name=hs.text(max_size=1), price=hs.sampled_from([1.0, 2.0])),
+)
+
+
+def behaviour(make: Any, a: Any, b: Any, c: Any, d: Any) -> list[Any]:
+    """What one Pair class answers: hash, equality, order, repr, tracking, immutability."""
+
+    def attempt(f: Any) -> Any:
+        try:
+            return ("ok", f())
+        except Exception as e:  # the same exception, with the same message
+            return (type(e), str(e).replace("stepping_django.engine.data.Pair", "Pair"))
+
+    p, q = make(a, b), make(c, d)
+    return [
+        attempt(lambda: hash(p)),
+        attempt(lambda: p == q),
+        attempt(lambda: p != q),
+        attempt(lambda: p == (a, b)),
+        attempt(lambda: p < q),
+        attempt(lambda: p > q),
+        attempt(lambda: p <= q),
+        attempt(lambda: repr(p)),
+        attempt(lambda: gc.is_tracked(p)),
+        attempt(lambda: setattr(p, "left", 1)),
+        (p.left, p.right),
+    ]
+
+
+@given(sides, sides, sides, sides)
+def test_the_c_pair_behaves_as_the_python_one(a: Any, b: Any, c: Any, d: Any) -> None:
+    if data.speedups is None:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    assert st.Pair is data.speedups.Pair
+    c_pair, py_pair = behaviour(st.Pair, a, b, c, d), behaviour(data.PairPy, a, b, c, d)
+    assert [x for x in c_pair if x[0] != "ok" or not isinstance(x[1], float)] == [
+        x for x in py_pair if x[0] != "ok" or not isinstance(x[1], float)
+    ]
+    back = pickle.loads(pickle.dumps(st.Pair(a, b)))  # the Python class pickles as this one
+    assert type(back) is st.Pair and repr(back) == repr(st.Pair(a, b))
+
+
+def test_an_empty_c_pair_raises_instead_of_crashing() -> None:
+    empty = st.Pair.__new__(st.Pair)
+    for use in (repr, hash, lambda p: p == st.Pair(1, 2), lambda p: p.left, pickle.dumps):
+        with pytest.raises(AttributeError):
+            use(empty)
+    assert st.Pair(left=1, right=2) == st.Pair(1, 2)
+    with pytest.raises(TypeError):
+        st.Pair(1)

@@ -9,10 +9,11 @@ lock when it begins (`BEGIN IMMEDIATE`) so it never fails half way for want of i
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -51,8 +52,7 @@ def _same(v: Any) -> Any:
     return v
 
 
-def _uuid_bytes(v: uuid.UUID) -> bytes:
-    return v.bytes
+_uuid_bytes: Callable[[uuid.UUID], bytes] = operator.attrgetter("bytes")
 
 
 def _key_params(cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> Params:
