@@ -1578,6 +1578,8 @@ typedef struct {
     Py_ssize_t limit;
 } KnownRowsObject;
 
+static PyObject *bind_blob(PyObject *bind, PyObject *v);
+
 static int known_keep(KnownRowsObject *k, PyObject *rid, PyObject *row) {
     if (PyDict_GET_SIZE(k->rows) >= k->limit) {
         PyDict_Clear(k->rows);
@@ -1644,6 +1646,116 @@ static PyObject *known_id_of(PyObject *self, PyObject *row) {
     return Py_NewRef(rid == NULL ? Py_None : rid);
 }
 
+/* (identity, data) of `row` as new references in *rid, *data: KnownRows.id_and_data. */
+static int known_id_and_data(KnownRowsObject *k, PyObject *row, PyObject **rid,
+                             PyObject **data) {
+    *rid = PyDict_GetItemWithError(k->ids, row);
+    if (*rid == NULL && PyErr_Occurred()) return -1;
+    Py_XINCREF(*rid);
+    if (*rid != NULL || is_data(row)) {
+        if (*rid == NULL && (*rid = identity(NULL, row)) == NULL) return -1;
+        *data = enc(NULL, row);
+    } else {
+        *data = enc(NULL, row);
+        *rid = *data == NULL ? NULL : identity_of_bytes(*data);
+    }
+    if (*rid == NULL || *data == NULL || known_keep(k, *rid, row) < 0) {
+        Py_CLEAR(*rid);
+        Py_CLEAR(*data);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *known_id_and_data_entry(PyObject *self, PyObject *row) {
+    PyObject *rid, *data;
+    if (!ready() || known_id_and_data((KnownRowsObject *)self, row, &rid, &data) < 0)
+        return NULL;
+    PyObject *r = PyTuple_Pack(2, rid, data);
+    Py_DECREF(rid);
+    Py_DECREF(data);
+    return r;
+}
+
+/* load_by(found, f): KnownRows.load_by. */
+static PyObject *known_load_by(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "load_by(found, f)");
+        return NULL;
+    }
+    PyObject *it = PyObject_GetIter(args[0]), *f = args[1], *item;
+    if (it == NULL) return NULL;
+    PyObject *out = PyDict_New();
+    while (out != NULL && (item = PyIter_Next(it)) != NULL) {
+        PyObject *parts[3], *row = NULL, *key = NULL, *bucket = NULL;
+        int ok = -1;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_SetString(PyExc_ValueError, "load_by: rows are (identity, data, weight)");
+        } else {
+            for (int i = 0; i < 3; i++) parts[i] = PyTuple_GET_ITEM(item, i);
+            row = known_load(self, parts, 2);
+            key = row == NULL ? NULL : PyObject_CallOneArg(f, row);
+            if (key != NULL) {
+                bucket = PyDict_GetItemWithError(out, key);
+                if (bucket != NULL) {
+                    ok = PyDict_SetItem(bucket, row, parts[2]);
+                } else if (!PyErr_Occurred() && (bucket = PyDict_New()) != NULL) {
+                    ok = PyDict_SetItem(bucket, row, parts[2]) < 0 ? -1
+                                                                   : PyDict_SetItem(out, key, bucket);
+                    Py_DECREF(bucket);
+                }
+            }
+        }
+        Py_XDECREF(row);
+        Py_XDECREF(key);
+        Py_DECREF(item);
+        if (ok < 0) Py_CLEAR(out);
+    }
+    Py_DECREF(it);
+    if (out != NULL && PyErr_Occurred()) Py_CLEAR(out);
+    return out;
+}
+
+/* replacements(replaced, bind): KnownRows.replacements. */
+static PyObject *known_replacements(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "replacements(replaced, bind)");
+        return NULL;
+    }
+    if (!ready()) return NULL;
+    KnownRowsObject *k = (KnownRowsObject *)self;
+    PyObject *bind = args[1], *it = PyObject_GetIter(args[0]), *item;
+    if (it == NULL) return NULL;
+    PyObject *out = PyList_New(0);
+    while (out != NULL && (item = PyIter_Next(it)) != NULL) {
+        PyObject *rid = NULL, *data = NULL, *oid = NULL, *entry = NULL;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_SetString(PyExc_ValueError, "replacements: (old row, new row, weight)");
+        } else if (known_id_and_data(k, PyTuple_GET_ITEM(item, 1), &rid, &data) == 0
+                   && (oid = known_id(self, PyTuple_GET_ITEM(item, 0))) != NULL) {
+            PyObject *c = PyTuple_GET_ITEM(item, 2);
+            if (bind == Py_None) {
+                entry = PyTuple_Pack(4, rid, data, c, oid);
+            } else {
+                PyObject *b[3] = {bind_blob(bind, rid), NULL, NULL};
+                if (b[0] != NULL && (b[1] = bind_blob(bind, data)) != NULL
+                    && (b[2] = bind_blob(bind, oid)) != NULL)
+                    entry = PyTuple_Pack(4, b[0], b[1], c, b[2]);
+                for (int i = 0; i < 3; i++) Py_XDECREF(b[i]);
+            }
+        }
+        if (entry == NULL || PyList_Append(out, entry) < 0) Py_CLEAR(out);
+        Py_XDECREF(entry);
+        Py_XDECREF(rid);
+        Py_XDECREF(data);
+        Py_XDECREF(oid);
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    if (out != NULL && PyErr_Occurred()) Py_CLEAR(out);
+    return out;
+}
+
 static PyObject *known_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"loads", "limit", NULL};
     PyObject *loads;
@@ -1692,6 +1804,12 @@ static PyMethodDef known_methods[] = {
     {"keep", (PyCFunction)(void (*)(void))known_keep_entry, METH_FASTCALL,
      "keep(rid, row): remember the row and its identity."},
     {"get", known_get, METH_O, "get(rid): the row of an identity already known, else None."},
+    {"id_and_data", known_id_and_data_entry, METH_O,
+     "id_and_data(row): its identity and encoding, each made at most once."},
+    {"load_by", (PyCFunction)(void (*)(void))known_load_by, METH_FASTCALL,
+     "load_by(found, f): stored (identity, data, weight) rows, decoded, by key f(row)."},
+    {"replacements", (PyCFunction)(void (*)(void))known_replacements, METH_FASTCALL,
+     "replacements(replaced, bind): the parameters of rows updated in place."},
     {"id_of", known_id_of, METH_O,
      "id_of(row): the identity of a row equal to `row` already known, else None."},
     {NULL, NULL, 0, NULL},

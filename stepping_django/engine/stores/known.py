@@ -11,10 +11,11 @@ encode per row again, never a wrong row.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from stepping_django.engine.data import Data, speedups
-from stepping_django.engine.serialize import identity, loads
+from stepping_django.engine.serialize import dumps, identity, identity_of_bytes, loads
 
 #: Rows kept per state: enough for the rows a batch touches, a few MB for rows of a few fields.
 MAX_KNOWN_ROWS = 20_000
@@ -49,6 +50,42 @@ class KnownRows:
             self.keep(rid, row)
         return rid
 
+    def id_and_data(self, row: Any) -> tuple[bytes, bytes]:
+        """`row`'s identity and encoding, each made at most once; the row is kept, so the
+        next reads of it need not decode it."""
+        rid = self._ids.get(row)
+        if rid is not None or isinstance(row, Data):  # Data rows cache their bytes
+            rid, data = rid or identity(row), dumps(row)
+        else:  # encode once, for the identity and the data
+            data = dumps(row)
+            rid = identity_of_bytes(data)
+        self.keep(rid, row)
+        return rid, data
+
+    def load_by(
+        self, found: Iterable[tuple[Any, Any, int]], f: Callable[[Any], Any]
+    ) -> dict[Any, dict[Any, int]]:
+        """Stored (identity, data, weight) rows, decoded, by their key `f(row)`."""
+        out: dict[Any, dict[Any, int]] = {}
+        for row_id, data, c in found:
+            row = self.load(row_id, data)
+            out.setdefault(f(row), {})[row] = c
+        return out
+
+    def replacements(
+        self, replaced: Iterable[tuple[Any, Any, int]], bind: Callable[[bytes], Any] | None
+    ) -> list[tuple[Any, Any, int, Any]]:
+        """(new identity, new data, weight, old identity) of each (old row, new row, weight)
+        updated in place, the blobs bound by `bind` when there is one."""
+        out = []
+        for old, new, c in replaced:
+            rid, data = self.id_and_data(new)
+            oid = self.id(old)
+            out.append(
+                (rid, data, c, oid) if bind is None else (bind(rid), bind(data), c, bind(oid))
+            )
+        return out
+
     def keep(self, rid: bytes, row: Any) -> None:
         if len(self._rows) >= self.limit:
             self._rows.clear()
@@ -63,6 +100,13 @@ class Known(Protocol):
     def load(self, row_id: Any, data: Any) -> Any: ...
     def id(self, row: Any) -> bytes: ...
     def keep(self, rid: bytes, row: Any) -> None: ...
+    def id_and_data(self, row: Any) -> tuple[bytes, bytes]: ...
+    def load_by(
+        self, found: Iterable[tuple[Any, Any, int]], f: Callable[[Any], Any]
+    ) -> dict[Any, dict[Any, int]]: ...
+    def replacements(
+        self, replaced: Iterable[tuple[Any, Any, int]], bind: Callable[[bytes], Any] | None
+    ) -> list[tuple[Any, Any, int, Any]]: ...
     def get(self, rid: bytes, /) -> Any: ...
     def id_of(self, row: Any, /) -> bytes | None: ...
 

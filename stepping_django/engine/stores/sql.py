@@ -34,9 +34,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Self
 
-from stepping_django.engine.data import Data, speedups
+from stepping_django.engine.data import speedups
 from stepping_django.engine.index import Index
-from stepping_django.engine.serialize import dumps, identity, identity_of_bytes
+from stepping_django.engine.serialize import dumps
 from stepping_django.engine.stores.base import (
     Ordered,
     StateSpec,
@@ -246,9 +246,10 @@ class Dialect:
     #: (SQLite: an update leaves the indexes of unchanged columns alone).
     updates_in_place = False
 
-    def replace(self, conn: Any, table: Table, rows: list[tuple[bytes, bytes, int, bytes]]) -> None:
-        """Rows (new identity, new data, weight, old identity): the stored row of the old
-        identity becomes the new row, whose key columns are the same."""
+    def replace(self, conn: Any, table: Table, rows: list[tuple[Any, Any, int, Any]]) -> None:
+        """Rows (new identity, new data, weight, old identity), blobs bound as `blob_param`
+        binds them: the stored row of the old identity becomes the new row, whose key
+        columns are the same."""
         raise NotImplementedError
 
     def extra_ddl(self, table: Table) -> list[str]:
@@ -555,11 +556,7 @@ class SQLState:
     def lookup(self, index: Index[Any, Any], keys: Collection[Any]) -> dict[Any, dict[Any, int]]:
         if not keys:
             return {}
-        out: dict[Any, dict[Any, int]] = {}
-        f, load = index.f, self._rows.load
-        for row_id, data, c in self._by_keys(index, keys, '"identity", "data", "c"'):
-            row = load(row_id, data)
-            out.setdefault(f(row), {})[row] = c
+        out = self._rows.load_by(self._by_keys(index, keys, '"identity", "data", "c"'), index.f)
         if self._store._running is not None:
             known = self._known
             for rows in out.values():
@@ -785,8 +782,7 @@ class SQLState:
         replaced = self._note_looked_up()
         encode, id_ = self._encode, self._id
         if replaced:  # the key columns stay: only the identity and data are needed
-            updates = [(*self._id_and_data(new), c, id_(old)) for old, new, c in replaced]
-            d.replace(conn, self.table, updates)
+            d.replace(conn, self.table, self._rows.replacements(replaced, d.blob_param))
         rows: list[tuple[Any, ...]] = []  # stored weights known: the sum is not 0
         unsure: Changes = []  # stored weights unknown: the dialect encodes what it writes
         gone: list[bytes] = []  # known rows reaching 0
@@ -822,20 +818,8 @@ class SQLState:
 
     def _encode(self, row: Any, c: int) -> tuple[Any, ...]:
         """`row`'s write parameters (`Table.write_row`), encoding it at most once."""
-        rid, data = self._id_and_data(row)
+        rid, data = self._rows.id_and_data(row)
         return self.table.write_row(row, rid, c, data)
-
-    def _id_and_data(self, row: Any) -> tuple[bytes, bytes]:
-        """`row`'s identity and encoding, each made at most once; the row is kept, so the
-        next reads of it need not decode it."""
-        rid = self._rows.id_of(row)
-        if rid is not None or isinstance(row, Data):  # Data rows cache their bytes
-            rid, data = rid or identity(row), dumps(row)
-        else:  # encode once, for the identity and the data
-            data = dumps(row)
-            rid = identity_of_bytes(data)
-        self._rows.keep(rid, row)
-        return rid, data
 
     def forget_reads(self) -> None:
         if self._known or self._looked:

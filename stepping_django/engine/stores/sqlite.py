@@ -180,11 +180,9 @@ class SQLiteDialect(Dialect):
 
     updates_in_place = True
 
-    def replace(self, conn: Any, table: Table, rows: list[tuple[bytes, bytes, int, bytes]]) -> None:
-        b = bytearray
+    def replace(self, conn: Any, table: Table, rows: list[tuple[Any, Any, int, Any]]) -> None:
         conn.executemany(
-            f'UPDATE {table.q} SET "identity" = ?, "data" = ?, "c" = ? WHERE "identity" = ?',
-            [(b(i), b(data), c, b(old)) for i, data, c, old in rows],
+            f'UPDATE {table.q} SET "identity" = ?, "data" = ?, "c" = ? WHERE "identity" = ?', rows
         )
 
     def _negatives(self, conn: Any, table: Table) -> bool:

@@ -48,20 +48,41 @@ def test_a_stored_row_is_decoded_once_and_carries_its_identity() -> None:
 rows_made = hs.builds(
     Reading, meter=hs.integers(0, 4), value=hs.sampled_from([0.5, 1.0])
 ) | hs.tuples(hs.integers(0, 4), hs.text(max_size=2))
-calls = hs.lists(hs.tuples(hs.sampled_from(["load", "id", "keep", "get", "id_of"]), rows_made))
+calls = hs.lists(
+    hs.tuples(
+        hs.sampled_from(
+            ["load", "id", "keep", "get", "id_of", "id_and_data", "load_by", "replacements"]
+        ),
+        rows_made,
+        rows_made,
+    )
+)
+
+
+def key_of(row: Any) -> Any:
+    return row.meter if isinstance(row, Reading) else row[0]
 
 
 @given(calls)
 def test_the_c_known_rows_answer_every_call_as_the_python_ones(script: list[Any]) -> None:
-    """Calls in any order, past the limit (when both empty themselves and start again)."""
+    """Calls in any order, past the limit (when both empty themselves and start again),
+    bound and not."""
     kinds = all_known_rows()
     if len(kinds) < 2:
         pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
     answers: list[list[Any]] = [[], []]
     for rows, out in zip(kinds, answers):
-        for call, row in script:
+        for call, row, other in script:
             rid = identity(row)
-            if call == "load":
+            if call == "id_and_data":
+                out.append(rows.id_and_data(row))
+            elif call == "load_by":
+                found = [(rid, dumps(row), 2), (identity(other), dumps(other), -1)]
+                out.append(rows.load_by(found, key_of))
+            elif call == "replacements":
+                for bind in (None, bytearray):
+                    out.append(rows.replacements([(row, other, 3), (other, row, -1)], bind))
+            elif call == "load":
                 out.append(rows.load(rid, dumps(row)))
             elif call == "id":
                 out.append(rows.id(row))
