@@ -1843,6 +1843,21 @@ static PyObject *bind_blob(PyObject *bind, PyObject *v) {
     return PyObject_CallOneArg(bind, v);
 }
 
+/* A key value as a write passes it: sql.param_of, for a spec (encode or None, param or None). */
+static PyObject *param_of(PyObject *spec, PyObject *v) {
+    if (v == Py_None) return Py_NewRef(Py_None);
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 2) {
+        PyErr_SetString(PyExc_TypeError, "a column's spec is (encode, param)");
+        return NULL;
+    }
+    PyObject *encode = PyTuple_GET_ITEM(spec, 0), *param = PyTuple_GET_ITEM(spec, 1);
+    PyObject *e = encode == Py_None ? Py_NewRef(v) : PyObject_CallOneArg(encode, v);
+    if (e == NULL || param == Py_None) return e;
+    PyObject *p = bind_blob(param, e);
+    Py_DECREF(e);
+    return p;
+}
+
 /* write_row(writers, bind, row, row_id, c, data): sql.Table._write_row_py, in C. */
 static PyObject *write_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 5 || nargs > 6 || !PyTuple_Check(args[0])) {
@@ -1866,27 +1881,25 @@ static PyObject *write_row(PyObject *module, PyObject *const *args, Py_ssize_t n
         }
     }
     for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(writers); w++) {
-        PyObject *writer = PyTuple_GET_ITEM(writers, w), *f, *encoders;
+        PyObject *writer = PyTuple_GET_ITEM(writers, w), *f, *specs;
         int composite;
-        if (!PyArg_ParseTuple(writer, "OpO!:write_row", &f, &composite, &PyTuple_Type, &encoders))
+        if (!PyArg_ParseTuple(writer, "OpO!:write_row", &f, &composite, &PyTuple_Type, &specs))
             goto done;
         PyObject *key = PyObject_CallOneArg(f, row);
         if (key == NULL) goto done;
         int r = 0;
         if (!composite) {
-            PyObject *v = PyTuple_GET_SIZE(encoders)
-                              ? PyObject_CallOneArg(PyTuple_GET_ITEM(encoders, 0), key)
-                              : NULL;
+            PyObject *v = PyTuple_GET_SIZE(specs) ? param_of(PyTuple_GET_ITEM(specs, 0), key)
+                                                  : NULL;
             r = v == NULL ? -1 : PyList_Append(values, v);
             Py_XDECREF(v);
         } else {
             PyObject *parts = PySequence_Fast(key, "a composite key must be a sequence");
             if (parts == NULL) r = -1;
             Py_ssize_t n = parts == NULL ? 0 : PySequence_Fast_GET_SIZE(parts);
-            if (n > PyTuple_GET_SIZE(encoders)) n = PyTuple_GET_SIZE(encoders);
+            if (n > PyTuple_GET_SIZE(specs)) n = PyTuple_GET_SIZE(specs);
             for (Py_ssize_t i = 0; i < n && r == 0; i++) {
-                PyObject *v = PyObject_CallOneArg(PyTuple_GET_ITEM(encoders, i),
-                                                  PySequence_Fast_GET_ITEM(parts, i));
+                PyObject *v = param_of(PyTuple_GET_ITEM(specs, i), PySequence_Fast_GET_ITEM(parts, i));
                 r = v == NULL ? -1 : PyList_Append(values, v);
                 Py_XDECREF(v);
             }
@@ -1899,6 +1912,83 @@ static PyObject *write_row(PyObject *module, PyObject *const *args, Py_ssize_t n
 done:
     Py_XDECREF(values);
     Py_DECREF(data);
+    return out;
+}
+
+/* encode_parts(keys, composite, encodes) -> (encoded, with_none): sql._encode_parts_py. */
+static PyObject *encode_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "encode_parts(keys, composite, encodes: tuple)");
+        return NULL;
+    }
+    int composite = PyObject_IsTrue(args[1]);
+    if (composite < 0) return NULL;
+    PyObject *encodes = args[2], *it = PyObject_GetIter(args[0]), *key;
+    if (it == NULL) return NULL;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(encodes);
+    PyObject *encoded = PyList_New(0), *with_none = PyList_New(0);
+    int ok = encoded != NULL && with_none != NULL ? 0 : -1;
+    while (ok == 0 && (key = PyIter_Next(it)) != NULL) {
+        PyObject *parts = composite ? PySequence_Tuple(key) : PyTuple_Pack(1, key);
+        if (parts == NULL || PyTuple_GET_SIZE(parts) != ncols) {
+            if (parts != NULL)
+                PyErr_Format(PyExc_ValueError, "a key of %zd parts for %zd columns",
+                             PyTuple_GET_SIZE(parts), ncols);
+            ok = -1;
+        } else {
+            int has_none = 0;
+            for (Py_ssize_t i = 0; i < ncols; i++) has_none |= PyTuple_GET_ITEM(parts, i) == Py_None;
+            if (has_none) {
+                ok = PyList_Append(with_none, key);
+            } else {
+                PyObject *t = PyTuple_New(ncols);
+                for (Py_ssize_t i = 0; t != NULL && i < ncols; i++) {
+                    PyObject *e = PyTuple_GET_ITEM(encodes, i), *v = PyTuple_GET_ITEM(parts, i);
+                    v = e == Py_None ? Py_NewRef(v) : PyObject_CallOneArg(e, v);
+                    if (v == NULL) Py_CLEAR(t);
+                    else PyTuple_SET_ITEM(t, i, v);
+                }
+                ok = t == NULL ? -1 : PyList_Append(encoded, t);
+                Py_XDECREF(t);
+            }
+        }
+        Py_XDECREF(parts);
+        Py_DECREF(key);
+    }
+    Py_DECREF(it);
+    PyObject *r = ok == 0 && !PyErr_Occurred() ? PyTuple_Pack(2, encoded, with_none) : NULL;
+    Py_XDECREF(encoded);
+    Py_XDECREF(with_none);
+    return r;
+}
+
+/* bind_flat(keys, params) -> list: sqlite._key_params' flat parameters, in C. */
+static PyObject *bind_flat(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind_flat(keys, params: tuple)");
+        return NULL;
+    }
+    PyObject *params = args[1], *it = PyObject_GetIter(args[0]), *key;
+    if (it == NULL) return NULL;
+    Py_ssize_t ncols = PyTuple_GET_SIZE(params);
+    PyObject *out = PyList_New(0);
+    while (out != NULL && (key = PyIter_Next(it)) != NULL) {
+        PyObject *parts = PySequence_Fast(key, "a key must be a tuple");
+        Py_ssize_t n = parts == NULL ? 0 : PySequence_Fast_GET_SIZE(parts);
+        if (n > ncols) n = ncols;
+        int ok = parts == NULL ? -1 : 0;
+        for (Py_ssize_t i = 0; i < n && ok == 0; i++) {
+            PyObject *p = PyTuple_GET_ITEM(params, i), *v = PySequence_Fast_GET_ITEM(parts, i);
+            v = p == Py_None ? Py_NewRef(v) : bind_blob(p, v);
+            ok = v == NULL ? -1 : PyList_Append(out, v);
+            Py_XDECREF(v);
+        }
+        Py_XDECREF(parts);
+        Py_DECREF(key);
+        if (ok < 0) Py_CLEAR(out);
+    }
+    Py_DECREF(it);
+    if (out != NULL && PyErr_Occurred()) Py_CLEAR(out);
     return out;
 }
 
@@ -2145,6 +2235,10 @@ static PyMethodDef methods[] = {
      "note_keys(keys, buckets, known, pairing, replaced): sql._note_keys_py, in C."},
     {"write_row", (PyCFunction)(void (*)(void))write_row, METH_FASTCALL,
      "write_row(writers, bind, row, row_id, c, data=None): sql.Table._write_row_py, in C."},
+    {"encode_parts", (PyCFunction)(void (*)(void))encode_parts, METH_FASTCALL,
+     "encode_parts(keys, composite, encodes) -> (encoded, with_none): sql._encode_parts_py."},
+    {"bind_flat", (PyCFunction)(void (*)(void))bind_flat, METH_FASTCALL,
+     "bind_flat(keys, params) -> list: sqlite._key_params_py, in C."},
     {"group_accumulate", (PyCFunction)(void (*)(void))group_accumulate, METH_FASTCALL,
      "group_accumulate(items, by, pick) -> dict: group_reduce.accumulate_py, in C."},
     {"group_merge", (PyCFunction)(void (*)(void))group_merge, METH_FASTCALL,

@@ -77,7 +77,14 @@ class KnownRows:
     ) -> list[tuple[Any, Any, int, Any]]: ...
 
 def write_row(
-    writers: tuple[tuple[Callable[[Any], Any], bool, tuple[Callable[[Any], Any], ...]], ...],
+    writers: tuple[
+        tuple[
+            Callable[[Any], Any],
+            bool,
+            tuple[tuple[Callable[[Any], Any] | None, Callable[[Any], Any] | None], ...],
+        ],
+        ...,
+    ],
     bind: Callable[[bytes], Any] | None,
     row: Any,
     row_id: bytes,
@@ -92,3 +99,8 @@ class Pair:
     left: Any
     right: Any
     def __init__(self, left: Any, right: Any) -> None: ...
+
+def encode_parts(
+    keys: Iterable[Any], composite: bool, encodes: tuple[Callable[[Any], Any] | None, ...], /
+) -> tuple[list[tuple[Any, ...]], list[Any]]: ...
+def bind_flat(keys: list[tuple[Any, ...]], params: tuple[Any, ...], /) -> list[Any]: ...

@@ -35,6 +35,7 @@ from stepping_django.engine.stores.sql import (
     encode_datetime,
     encode_time,
     quote,
+    same,
 )
 
 if TYPE_CHECKING:
@@ -49,10 +50,6 @@ else:
 POOL_MAX_SIZE = 4
 #: The first server version with MERGE (`server_version` numbering).
 MERGE_SINCE = 150000
-
-
-def _same(v: Any) -> Any:
-    return v
 
 
 # -- arrays in Postgres's binary format ---------------------------------------------------
@@ -187,16 +184,16 @@ class PostgresDialect(Dialect):
     blob = "BYTEA"
     explicit_nulls = True
     kinds = {
-        "int": KeyKind("BIGINT", _same, True, "bigint[]"),
+        "int": KeyKind("BIGINT", same, True, "bigint[]"),
         "bool": KeyKind("BOOLEAN", bool, True, "boolean[]"),
         "float": KeyKind("DOUBLE PRECISION", float, True, "float8[]"),
-        "str": KeyKind(_TEXT, _same, True, "text[]"),
-        "bytes": KeyKind("BYTEA", _same, True, "bytea[]"),
-        "date": KeyKind("DATE", _same, True, "date[]"),
+        "str": KeyKind(_TEXT, same, True, "text[]"),
+        "bytes": KeyKind("BYTEA", same, True, "bytea[]"),
+        "date": KeyKind("DATE", same, True, "date[]"),
         "datetime": KeyKind(_TEXT, encode_datetime, True, "text[]"),
         "time": KeyKind(_TEXT, encode_time, True, "text[]"),
-        "uuid": KeyKind("UUID", _same, True, "uuid[]"),
-        "decimal": KeyKind("NUMERIC", _same, True, "numeric[]"),
+        "uuid": KeyKind("UUID", same, True, "uuid[]"),
+        "decimal": KeyKind("NUMERIC", same, True, "numeric[]"),
         "blob": KeyKind("BYTEA", dumps, False, "bytea[]"),
     }
 

@@ -151,6 +151,26 @@ def encode_decimal_text(v: decimal.Decimal) -> str:
     return str(v.normalize())
 
 
+def same(v: Any) -> Any:
+    """A key kind's encoder for values stored as they are."""
+    return v
+
+
+#: How a row's key value becomes a statement parameter: its kind's encoder (None: the value
+#: as it is) then its `param` (None: the encoded value as it is); None stays None.
+ParamSpec = tuple[Encode | None, Callable[[Any], Any] | None]
+
+
+def param_of(spec: ParamSpec, v: Any) -> Any:
+    """A key value as a write passes it (`_speedups.write_row` does the same in C)."""
+    if v is None:
+        return None
+    encode, param = spec
+    if encode is not None:
+        v = encode(v)
+    return v if param is None else param(v)
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -162,16 +182,10 @@ class Column:
     def encode(self, v: Any) -> Any:
         return None if v is None else self.kind.encode(v)
 
-    def encoder_of_params(self) -> Encode:
-        """`encode`, then the kind's `param`: what a row's write passes for this column."""
-        encode, param = self.kind.encode, self.kind.param
-        if param is None:
-            return self.encode
-
-        def encode_param(v: Any) -> Any:
-            return None if v is None else param(encode(v))
-
-        return encode_param
+    def param_spec(self) -> ParamSpec:
+        """What a row's write passes for this column: `encode`, then the kind's `param`."""
+        encode = self.kind.encode
+        return (None if encode is same else encode, self.kind.param)
 
 
 # -- dialects ---------------------------------------------------------------------------
@@ -353,7 +367,7 @@ class Table:
         pairable = len(ixs) == 1 and all(c.kind is not blob for c in self.key_columns)
         self.in_place_index = ixs[0] if dialect.updates_in_place and pairable else None
         self._writers = tuple(
-            (ix.f, ix.is_composite, tuple(c.encoder_of_params() for c in cols))
+            (ix.f, ix.is_composite, tuple(c.param_spec() for c in cols))
             for ix, cols in self.columns.items()
         )
         self._blob_param = dialect.blob_param
@@ -406,12 +420,12 @@ class Table:
             data = dumps(row)
         bind = self._blob_param
         values: list[Any] = [row_id, data] if bind is None else [bind(row_id), bind(data)]
-        for f, composite, encoders in self._writers:
+        for f, composite, specs in self._writers:
             key = f(row)
             if composite:
-                values.extend(map(operator.call, encoders, key))
+                values.extend(map(param_of, specs, key))
             else:
-                values.append(encoders[0](key))
+                values.append(param_of(specs[0], key))
         values.append(c)
         return tuple(values)
 
@@ -422,6 +436,30 @@ class Table:
         return ", ".join(self.insert_column_names())
 
 
+def _encode_parts_py(
+    keys: Iterable[Any], composite: bool, encodes: tuple[Encode | None, ...]
+) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """The keys with no part None, each part encoded (an encoder None: as it is), and the
+    keys with a part None, as they are."""
+    encoded: list[tuple[Any, ...]] = []
+    with_none: list[Any] = []
+    for key in keys:
+        parts = tuple(key) if composite else (key,)
+        if len(parts) != len(encodes):
+            raise ValueError(f"a key of {len(parts)} parts for {len(encodes)} columns")
+        if any(p is None for p in parts):
+            with_none.append(key)
+            continue
+        encoded.append(tuple(p if e is None else e(p) for e, p in zip(encodes, parts)))
+    return encoded, with_none
+
+
+#: In C where the C module is built: every key a read looks up is encoded here.
+_encode_parts: Callable[
+    [Iterable[Any], bool, tuple[Encode | None, ...]], tuple[list[tuple[Any, ...]], list[Any]]
+] = _encode_parts_py if speedups is None else speedups.encode_parts
+
+
 def _encode_keys(
     cols: Sequence[Column], index: Index[Any, Any], keys: Iterable[Any]
 ) -> dict[tuple[bool, ...], list[tuple[Any, ...]]]:
@@ -429,18 +467,17 @@ def _encode_keys(
 
     A key with None for a NOT NULL column is left out: no row is under it, and SQLite
     answers `col IS NULL OR col IN (...)` on such a column by reading every row."""
+    encodes = tuple(None if c.kind.encode is same else c.kind.encode for c in cols)
+    complete, with_none = _encode_parts(keys, index.is_composite, encodes)
     by_pattern: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-    encoders = [c.kind.encode for c in cols]
-    complete: list[tuple[Any, ...]] = []  # no part None: the usual case, one quick pass
-    for key in keys:
+    for key in with_none:
         parts = index.parts(key)
-        if None not in parts:
-            complete.append(tuple(map(operator.call, encoders, parts)))
-            continue
         pattern = tuple(p is None for p in parts)
         if any(null and not c.nullable for c, null in zip(cols, pattern)):
             continue
-        values = tuple(e(p) for e, p, null in zip(encoders, parts, pattern) if not null)
+        values = tuple(
+            p if e is None else e(p) for e, p, null in zip(encodes, parts, pattern) if not null
+        )
         by_pattern.setdefault(pattern, []).append(values)
     if complete:
         by_pattern[(False,) * len(cols)] = complete

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from stepping_django.engine.data import speedups
 from stepping_django.engine.serialize import dumps
 from stepping_django.engine.stores.sql import (
     Changes,
@@ -34,6 +35,7 @@ from stepping_django.engine.stores.sql import (
     encode_decimal_text,
     encode_time,
     fit,
+    same,
 )
 
 ConnSQLite: TypeAlias = sqlite3.Connection
@@ -48,31 +50,36 @@ CACHE_KIB = 65536
 WAL_CHECKPOINT_PAGES = 20_000
 
 
-def _same(v: Any) -> Any:
-    return v
-
-
 _uuid_bytes: Callable[[uuid.UUID], bytes] = operator.attrgetter("bytes")
+
+
+def _bind_flat_py(keys: list[tuple[Any, ...]], params: tuple[Any, ...]) -> Params:
+    return [v if p is None else p(v) for k in keys for p, v in zip(params, k)]
+
+
+#: In C where the C module is built: every key a read looks up is bound here.
+_bind_flat: Callable[[list[tuple[Any, ...]], tuple[Any, ...]], Params] = (
+    _bind_flat_py if speedups is None else speedups.bind_flat
+)
 
 
 def _key_params(cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> Params:
     """Encoded keys, flat, each part as its column's kind binds it (`KeyKind.param`)."""
-    params = [c.kind.param for c in cols]
+    params = tuple(c.kind.param for c in cols)
     if not any(params):
         return [v for k in keys for v in k]
-    binds = [p or _same for p in params]
-    return [bind(v) for k in keys for bind, v in zip(binds, k)]
+    return _bind_flat(keys, params)
 
 
 class SQLiteDialect(Dialect):
     ph = "?"
     blob = "BLOB"
     kinds = {
-        "int": KeyKind("INTEGER", _same, True),
-        "bool": KeyKind("INTEGER", _same, True, param=int),
+        "int": KeyKind("INTEGER", same, True),
+        "bool": KeyKind("INTEGER", same, True, param=int),
         "float": KeyKind("REAL", float, True),
-        "str": KeyKind("TEXT", _same, True),
-        "bytes": KeyKind("BLOB", _same, True, param=bytearray),
+        "str": KeyKind("TEXT", same, True),
+        "bytes": KeyKind("BLOB", same, True, param=bytearray),
         "date": KeyKind("TEXT", encode_date, True),
         "datetime": KeyKind("TEXT", encode_datetime, True),
         "time": KeyKind("TEXT", encode_time, True),
@@ -160,12 +167,12 @@ class SQLiteDialect(Dialect):
             and any(c > 0 for c in by_delta)
             and not self._negatives(conn, table)
         ):
-            by_delta = {c: same for c, same in by_delta.items() if c < 0}
+            by_delta = {c: alike for c, alike in by_delta.items() if c < 0}
         size = self.max_keys(conn, 1) or len(changes)
         gone: set[bytes] = set()
-        for c, same in by_delta.items():
-            for i in range(0, len(same), size):
-                chunk = same[i : i + size]
+        for c, alike in by_delta.items():
+            for i in range(0, len(alike), size):
+                chunk = alike[i : i + size]
                 cur = conn.execute(
                     f'DELETE FROM {table.q} WHERE "c" = ? AND "identity" IN '
                     f'({", ".join("?" * len(chunk))}) RETURNING "identity"',

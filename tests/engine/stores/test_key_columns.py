@@ -15,7 +15,7 @@ from hypothesis import strategies as hs
 
 from stepping_django import engine as st
 from stepping_django.engine.serialize import dumps, identity
-from stepping_django.engine.stores import sql
+from stepping_django.engine.stores import sql, sqlite
 from stepping_django.engine.stores.base import Ordered, StateSpec
 from stepping_django.engine.stores.postgres import PostgresDialect
 from stepping_django.engine.stores.sql import (
@@ -137,4 +137,25 @@ def test_a_rows_write_parameters_in_c_are_the_python_ones(row: Reading, c: int) 
             assert made == table._write_row_py(row, rid, c, given_data)
             assert [type(v) for v in made] == [
                 type(v) for v in table._write_row_py(row, rid, c, given_data)
+            ]
+
+
+@given(hs.lists(readings, max_size=6))
+def test_keys_encoded_and_bound_in_c_are_the_python_ones(rows: list[Reading]) -> None:
+    """Each index's keys of the rows, encoded for a keyed read (keys with a None part set
+    aside) and bound flat as SQLite binds them: the same values, types and order."""
+    if sql.speedups is None:
+        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    for dialect in (SQLiteDialect(), PostgresDialect()):
+        table = Table(StateSpec("readings", indexes=KEYS), dialect)
+        for index, cols in table.columns.items():
+            keys = [index.f(r) for r in rows]
+            encodes = tuple(None if c.kind.encode is sql.same else c.kind.encode for c in cols)
+            made = sql.speedups.encode_parts(keys, index.is_composite, encodes)
+            assert made == sql._encode_parts_py(keys, index.is_composite, encodes)
+            params = tuple(c.kind.param for c in cols)
+            flat = sql.speedups.bind_flat(made[0], params)
+            assert flat == sqlite._bind_flat_py(made[0], params)
+            assert [type(v) for v in flat] == [
+                type(v) for v in sqlite._bind_flat_py(made[0], params)
             ]
