@@ -38,6 +38,7 @@ typecheck: install
 
 pytest: install
 	$(PY) -m pytest
+	STEPPING_PURE_PYTHON=1 $(PY) -m pytest tests/engine
 
 test: lint typecheck pytest
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as hs
 from stepping_django import engine as st
 from stepping_django.engine import data
 from stepping_django.engine.serialize import SerializationError, dumps, identity, loads
+from tests.conftest import needs_speedups
 
 
 class Product(st.Data):
@@ -297,13 +298,8 @@ class Box:
     row: Any = None
 
 
-def _needs_speedups() -> None:
-    if data.speedups is None:
-        pytest.skip("without the C module every row stays with the cyclic collector")
-
-
 def test_rows_of_plain_values_are_left_out_of_the_cyclic_collector() -> None:
-    _needs_speedups()
+    needs_speedups()
     row = Priced(amount=decimal.Decimal("1.5"))
     nested = Inner(row=row, at=(datetime.date(2023, 1, 2), uuid.UUID(int=7)))
     assert not gc.is_tracked(row) and not gc.is_tracked(nested)
@@ -312,7 +308,7 @@ def test_rows_of_plain_values_are_left_out_of_the_cyclic_collector() -> None:
 
 
 def test_a_row_holding_a_mutable_object_stays_collected_when_it_closes_a_cycle() -> None:
-    _needs_speedups()
+    needs_speedups()
     box = Box()
     box.row = Held(held=box)
     pair = st.Pair(box.row, 1)
@@ -361,8 +357,7 @@ def behaviour(make: Any, a: Any, b: Any, c: Any, d: Any) -> list[Any]:
 
 @given(sides, sides, sides, sides)
 def test_the_c_pair_behaves_as_the_python_one(a: Any, b: Any, c: Any, d: Any) -> None:
-    if data.speedups is None:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    needs_speedups()
     assert st.Pair is data.speedups.Pair
     c_pair, py_pair = behaviour(st.Pair, a, b, c, d), behaviour(data.PairPy, a, b, c, d)
     assert [x for x in c_pair if x[0] != "ok" or not isinstance(x[1], float)] == [

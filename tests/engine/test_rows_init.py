@@ -16,7 +16,7 @@ from hypothesis import strategies as hs
 
 from stepping_django import engine as st
 from stepping_django.engine.data import speedups
-from tests.conftest import IN_CI
+from tests.conftest import needs_speedups
 
 
 class Priced(st.Data):
@@ -111,11 +111,7 @@ def outcome(build: Any) -> tuple[str, Any]:
 
 
 def test_plain_row_classes_get_the_c_init_and_the_others_keep_python() -> None:
-    if speedups is None:
-        message = "the C module is not built (`make install` builds it) or STEPPING_PURE_PYTHON=1"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    needs_speedups()
     assert type(Mixed.__init__) is speedups.RowInit
     assert type(Priced.__init__) is speedups.RowInit
     assert type(Normalised.__init__) is not speedups.RowInit

@@ -34,7 +34,7 @@ from stepping_django.engine.serialize import (
     _pack,
     identity,
 )
-from tests.conftest import IN_CI
+from tests.conftest import needs_speedups
 from tests.engine import test_serialize, test_serialize_fast
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,11 +117,7 @@ def reference_identity(value: Any) -> bytes:
 
 
 def test_the_c_encoder_is_in_use() -> None:
-    if serialize._speedups is None:
-        message = "the C encoder is not built (`make install` builds it) or STEPPING_PURE_PYTHON=1"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    needs_speedups()
     assert _enc is serialize._speedups.enc and serialize._enc is _enc
     assert serialize.identity is serialize._speedups.identity
     assert serialize.identity_of_bytes is serialize._speedups.identity_of_bytes
@@ -308,8 +304,7 @@ def test_rows_keep_their_attributes_inline_however_they_are_made_and_encoded() -
     walked 119,000 dicts (the C base type had left out CPython's set-up of inline values,
     and the identity, set after the encoding, was one attribute more than CPython leaves
     room for)."""
-    if serialize._speedups is None:
-        pytest.skip("pure Python keeps rows as dicts (STEPPING_PURE_PYTHON=1)")
+    needs_speedups()
     at = D(2023, 1, 1, tzinfo=TZ.utc)
 
     def made() -> list[Reading]:
@@ -339,8 +334,7 @@ def test_a_rows_hash_is_kept_in_the_row_object_and_computed_once_for_rows_made_o
     """The hash __init__ computes goes into the C object (no attribute lookup at each dict
     operation); a row made without __init__ (unpickled) has none until it is first hashed,
     and then the same one."""
-    if serialize._speedups is None:
-        pytest.skip("pure Python keeps the hash among the row's attributes")
+    needs_speedups()
     r = Reading(meter=uuid.UUID(int=7), at=D(2023, 1, 1, tzinfo=TZ.utc), value=2)
     assert "_st_hash" not in vars(r)
     assert r._st_hash == hash(r) == hash((type(r).__st_class_id__, r.meter, r.at, 2.0))
@@ -352,6 +346,5 @@ def test_a_rows_hash_is_kept_in_the_row_object_and_computed_once_for_rows_made_o
 
 @given(values)
 def test_group_reduces_row_marks_in_c_are_the_python_ones(value: Any) -> None:
-    if serialize._speedups is None:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    needs_speedups()
     assert serialize._speedups.row_hashes(value) == row_hashes_py(value)

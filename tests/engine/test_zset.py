@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
 from stepping_django import engine as st
 from stepping_django.engine import zset
+from tests.conftest import needs_speedups
 from tests.engine.operators.driver import Item, Tag
 
 weights = hs.integers(-3, 3)
@@ -138,8 +138,7 @@ weighted = hs.dictionaries(
 @given(weighted, weighted)
 def test_adding_in_place_in_c_gives_what_python_gives(a: dict[Any, int], b: dict[Any, int]) -> None:
     """Same weights, zeros removed, same order; `b` taken back out leaves `a` as it was."""
-    if zset.speedups is None:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    needs_speedups()
     in_py, in_c = dict(a), dict(a)
     zset.add_into_py(in_py, b)
     zset.speedups.add_into(in_c, b)

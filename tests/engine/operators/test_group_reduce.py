@@ -12,6 +12,7 @@ from hypothesis import strategies as hs
 
 from stepping_django import engine as st
 from stepping_django.engine.operators import group_reduce
+from tests.conftest import needs_speedups
 from tests.engine.operators.driver import (
     Item,
     Priced,
@@ -172,8 +173,7 @@ def test_the_steps_loops_in_c_give_what_the_python_ones_give(
 ) -> None:
     """Same groups, same sums, same marks, in the same order, from the same stored groups;
     `undo` takes `before` back out, so groups empty (their marks cancel to 0)."""
-    if group_reduce.speedups is None:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    needs_speedups()
     c_accumulate, c_merge = (
         group_reduce.speedups.group_accumulate,
         group_reduce.speedups.group_merge,
@@ -194,8 +194,7 @@ def test_the_steps_loops_in_c_give_what_the_python_ones_give(
 
 
 def test_the_steps_loops_in_c_pass_on_the_users_errors() -> None:
-    if group_reduce.speedups is None:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    needs_speedups()
 
     def bad(row: Any) -> Any:
         raise ValueError(f"no key for {row!r}")

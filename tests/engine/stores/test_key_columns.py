@@ -9,7 +9,6 @@ import functools
 import types
 import uuid
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
@@ -26,6 +25,7 @@ from stepping_django.engine.stores.sql import (
     kind_name,
 )
 from stepping_django.engine.stores.sqlite import SQLiteDialect
+from tests.conftest import needs_speedups
 from tests.engine.stores.conftest import Backend
 
 UTC = datetime.UTC
@@ -125,8 +125,7 @@ KEYS = (
 def test_a_rows_write_parameters_in_c_are_the_python_ones(row: Reading, c: int) -> None:
     """For each dialect, the same identity, data, key columns (typed, composite, nullable)
     and weight, bound the same way, with and without the encoding given."""
-    if sql.speedups is None:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    needs_speedups()
     spec = StateSpec("readings", indexes=KEYS)
     for dialect in (SQLiteDialect(), PostgresDialect()):
         table = Table(spec, dialect)
@@ -144,8 +143,7 @@ def test_a_rows_write_parameters_in_c_are_the_python_ones(row: Reading, c: int) 
 def test_keys_encoded_and_bound_in_c_are_the_python_ones(rows: list[Reading]) -> None:
     """Each index's keys of the rows, encoded for a keyed read (keys with a None part set
     aside) and bound flat as SQLite binds them: the same values, types and order."""
-    if sql.speedups is None:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    needs_speedups()
     for dialect in (SQLiteDialect(), PostgresDialect()):
         table = Table(StateSpec("readings", indexes=KEYS), dialect)
         for index, cols in table.columns.items():

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
 from stepping_django import engine as st
 from stepping_django.engine.serialize import dumps, identity, loads
 from stepping_django.engine.stores import known
-from tests.conftest import IN_CI
+from tests.conftest import PURE_PYTHON, needs_speedups
 
 
 class Reading(st.Data):
@@ -22,16 +21,13 @@ class Reading(st.Data):
 
 def all_known_rows() -> list[Any]:
     kinds: list[Any] = [known.KnownRows(limit=3)]
-    if known.speedups is not None:
-        kinds.append(known.speedups.KnownRows(loads, 3))
-    elif IN_CI:
-        pytest.fail("the C module is not built (`make install` builds it)", pytrace=False)
+    if not PURE_PYTHON:
+        kinds.append(needs_speedups().KnownRows(loads, 3))
     return kinds
 
 
 def test_the_c_known_rows_are_in_use() -> None:
-    if known.speedups is None:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    needs_speedups()
     assert type(known.known_rows()) is known.speedups.KnownRows
 
 
@@ -67,9 +63,8 @@ def key_of(row: Any) -> Any:
 def test_the_c_known_rows_answer_every_call_as_the_python_ones(script: list[Any]) -> None:
     """Calls in any order, past the limit (when both empty themselves and start again),
     bound and not."""
+    needs_speedups()
     kinds = all_known_rows()
-    if len(kinds) < 2:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
     answers: list[list[Any]] = [[], []]
     for rows, out in zip(kinds, answers):
         for call, row, other in script:

@@ -14,6 +14,7 @@ from hypothesis import strategies as hs
 from stepping_django import engine as st
 from stepping_django.engine.stores import sql
 from stepping_django.engine.stores.base import Ordered, StateSpec
+from tests.conftest import needs_speedups
 from tests.engine.seed_query import LineItem, Product, cache, graph
 from tests.engine.stores.conftest import Backend, raw_connect, settle_receipts
 
@@ -288,8 +289,7 @@ def test_filing_and_noting_keys_in_c_give_what_python_gives(
 ) -> None:
     """A state's pending changes filed by key, then the looked-up keys noted: the same
     buckets, the same rows recorded as stored at 0 and the same in-place pairs."""
-    if sql.speedups is None:
-        pytest.skip("no C module (STEPPING_PURE_PYTHON=1 or not built)")
+    needs_speedups()
     filed = []
     for file in (sql._file_py, sql.speedups.file_weights):
         buckets: dict[Any, dict[Any, int]] = {}
