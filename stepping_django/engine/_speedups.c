@@ -1992,6 +1992,127 @@ static PyObject *bind_flat(PyObject *module, PyObject *const *args, Py_ssize_t n
     return out;
 }
 
+/* -- a SQL state's flush ------------------------------------------------------------------ */
+
+/* split_pending(pending, known) -> (sure, unsure, gone): sql._split_pending_py. */
+static PyObject *split_pending(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "split_pending(pending: dict, known: dict)");
+        return NULL;
+    }
+    PyObject *pending = args[0], *known = args[1], *row, *c;
+    PyObject *sure = PyList_New(0), *unsure = PyList_New(0), *gone = PyList_New(0);
+    int ok = sure != NULL && unsure != NULL && gone != NULL ? 0 : -1;
+    Py_ssize_t pos = 0;
+    while (ok == 0 && PyDict_Next(pending, &pos, &row, &c)) {
+        Py_INCREF(row);
+        Py_INCREF(c);
+        PyObject *stored = PyDict_GetItemWithError(known, row);
+        if (stored == NULL) {
+            ok = PyErr_Occurred() ? -1 : 0;
+            if (ok == 0) {
+                PyObject *entry = PyTuple_Pack(2, row, c);
+                ok = entry == NULL ? -1 : PyList_Append(unsure, entry);
+                Py_XDECREF(entry);
+            }
+        } else {
+            Py_INCREF(stored);
+            PyObject *sum = PyNumber_Add(stored, c);
+            int nonzero = sum == NULL ? -1 : PyObject_IsTrue(sum);
+            Py_XDECREF(sum);
+            if (nonzero > 0) {
+                PyObject *entry = PyTuple_Pack(2, row, c);
+                ok = entry == NULL ? -1 : PyList_Append(sure, entry);
+                Py_XDECREF(entry);
+            } else if (nonzero == 0) {
+                int was = PyObject_IsTrue(stored);
+                ok = was < 0 ? -1 : was ? PyList_Append(gone, row) : 0;
+            } else {
+                ok = -1;
+            }
+            Py_DECREF(stored);
+        }
+        Py_DECREF(row);
+        Py_DECREF(c);
+    }
+    PyObject *r = ok == 0 ? PyTuple_Pack(3, sure, unsure, gone) : NULL;
+    Py_XDECREF(sure);
+    Py_XDECREF(unsure);
+    Py_XDECREF(gone);
+    return r;
+}
+
+/* ids_by_delta(changes, id_of) -> (ids, by_delta): sqlite._ids_by_delta_py. */
+static PyObject *ids_by_delta(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "ids_by_delta(changes: list, id_of)");
+        return NULL;
+    }
+    PyObject *changes = args[0], *id_of = args[1];
+    PyObject *ids = PyList_New(0), *by_delta = PyDict_New();
+    int ok = ids != NULL && by_delta != NULL ? 0 : -1;
+    for (Py_ssize_t i = 0; ok == 0 && i < PyList_GET_SIZE(changes); i++) {
+        PyObject *entry = PyList_GET_ITEM(changes, i);
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "ids_by_delta: changes are (row, weight)");
+            ok = -1;
+            break;
+        }
+        Py_INCREF(entry);
+        PyObject *c = PyTuple_GET_ITEM(entry, 1);
+        PyObject *rid = PyObject_CallOneArg(id_of, PyTuple_GET_ITEM(entry, 0)), *same = NULL;
+        if (rid == NULL || PyList_Append(ids, rid) < 0) {
+            ok = -1;
+        } else if ((same = PyDict_GetItemWithError(by_delta, c)) != NULL) {
+            ok = PyList_Append(same, rid);
+        } else if (PyErr_Occurred() || (same = PyList_New(0)) == NULL) {
+            ok = -1;
+        } else {
+            ok = PyList_Append(same, rid) < 0 ? -1 : PyDict_SetItem(by_delta, c, same);
+            Py_DECREF(same);
+        }
+        Py_XDECREF(rid);
+        Py_DECREF(entry);
+    }
+    PyObject *r = ok == 0 ? PyTuple_Pack(2, ids, by_delta) : NULL;
+    Py_XDECREF(ids);
+    Py_XDECREF(by_delta);
+    return r;
+}
+
+/* rows_left(write_row, ids, changes, gone) -> list: sqlite._rows_left_py. */
+static PyObject *rows_left(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyList_Check(args[1]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "rows_left(write_row, ids: list, changes: list, gone)");
+        return NULL;
+    }
+    PyObject *write = args[0], *ids = args[1], *changes = args[2], *gone = args[3];
+    Py_ssize_t n = PyList_GET_SIZE(ids) < PyList_GET_SIZE(changes) ? PyList_GET_SIZE(ids)
+                                                                   : PyList_GET_SIZE(changes);
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *rid = PyList_GET_ITEM(ids, i), *entry = PyList_GET_ITEM(changes, i);
+        Py_INCREF(rid);
+        Py_INCREF(entry);
+        int taken = PySequence_Contains(gone, rid), ok = taken < 0 ? -1 : 0;
+        if (ok == 0 && !taken) {
+            if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+                PyErr_SetString(PyExc_TypeError, "rows_left: changes are (row, weight)");
+                ok = -1;
+            } else {
+                PyObject *call[3] = {PyTuple_GET_ITEM(entry, 0), rid, PyTuple_GET_ITEM(entry, 1)};
+                PyObject *params = PyObject_Vectorcall(write, call, 3, NULL);
+                ok = params == NULL ? -1 : PyList_Append(out, params);
+                Py_XDECREF(params);
+            }
+        }
+        Py_DECREF(rid);
+        Py_DECREF(entry);
+        if (ok < 0) Py_CLEAR(out);
+    }
+    return out;
+}
+
 /* -- group_reduce's step ----------------------------------------------------------------- */
 
 /* `v` mod MARK_MODULUS, in [0, MARK_MODULUS), for any int. */
@@ -2239,6 +2360,12 @@ static PyMethodDef methods[] = {
      "encode_parts(keys, composite, encodes) -> (encoded, with_none): sql._encode_parts_py."},
     {"bind_flat", (PyCFunction)(void (*)(void))bind_flat, METH_FASTCALL,
      "bind_flat(keys, params) -> list: sqlite._key_params_py, in C."},
+    {"split_pending", (PyCFunction)(void (*)(void))split_pending, METH_FASTCALL,
+     "split_pending(pending, known) -> (sure, unsure, gone): sql._split_pending_py."},
+    {"ids_by_delta", (PyCFunction)(void (*)(void))ids_by_delta, METH_FASTCALL,
+     "ids_by_delta(changes, id_of) -> (ids, by_delta): sqlite._ids_by_delta_py."},
+    {"rows_left", (PyCFunction)(void (*)(void))rows_left, METH_FASTCALL,
+     "rows_left(write_row, ids, changes, gone) -> list: sqlite._rows_left_py."},
     {"group_accumulate", (PyCFunction)(void (*)(void))group_accumulate, METH_FASTCALL,
      "group_accumulate(items, by, pick) -> dict: group_reduce.accumulate_py, in C."},
     {"group_merge", (PyCFunction)(void (*)(void))group_merge, METH_FASTCALL,

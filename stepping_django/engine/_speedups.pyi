@@ -104,3 +104,16 @@ def encode_parts(
     keys: Iterable[Any], composite: bool, encodes: tuple[Callable[[Any], Any] | None, ...], /
 ) -> tuple[list[tuple[Any, ...]], list[Any]]: ...
 def bind_flat(keys: list[tuple[Any, ...]], params: tuple[Any, ...], /) -> list[Any]: ...
+def split_pending(
+    pending: dict[Any, int], known: dict[Any, int], /
+) -> tuple[list[tuple[Any, int]], list[tuple[Any, int]], list[Any]]: ...
+def ids_by_delta(
+    changes: list[tuple[Any, int]], id_of: Callable[[Any], bytes], /
+) -> tuple[list[bytes], dict[int, list[bytes]]]: ...
+def rows_left(
+    write_row: Callable[..., tuple[Any, ...]],
+    ids: list[bytes],
+    changes: list[tuple[Any, int]],
+    gone: set[bytes],
+    /,
+) -> list[tuple[Any, ...]]: ...

@@ -817,24 +817,15 @@ class SQLState:
         conn = self._store.conn
         known = self._known
         replaced = self._note_looked_up()
-        encode, id_ = self._encode, self._id
+        encode, id_ = self._encode, self._rows.id
         if replaced:  # the key columns stay: only the identity and data are needed
             d.replace(conn, self.table, self._rows.replacements(replaced, d.blob_param))
-        rows: list[tuple[Any, ...]] = []  # stored weights known: the sum is not 0
-        unsure: Changes = []  # stored weights unknown: the dialect encodes what it writes
-        gone: list[bytes] = []  # known rows reaching 0
-        for row, c in self._pending.items():
-            stored = known.get(row)
-            if stored is None:
-                unsure.append((row, c))
-            elif stored + c:
-                rows.append(encode(row, c))
-            elif stored:
-                gone.append(id_(row))
-        if rows:
-            d.upsert(conn, self.table, rows)
+        sure, unsure, leaving = _split_pending(self._pending, known)
+        if sure:
+            d.upsert(conn, self.table, [encode(row, c) for row, c in sure])
         if unsure:
             d.upsert_settling(conn, self.table, unsure, encode, id_)
+        gone = [id_(row) for row in leaving]
         for chunk in self._chunks(gone, 1) if gone else ():
             cond, params = d.ids_in(chunk)
             d.execute(conn, f"DELETE FROM {self.table.q} WHERE {cond}", params)
@@ -873,6 +864,25 @@ _first_item = operator.itemgetter(0)
 _two_items = operator.itemgetter(0, 1)
 
 Buckets = dict[Any, dict[Any, int]]
+
+
+def _split_pending_py(
+    pending: dict[Any, int], known: dict[Any, int]
+) -> tuple[Changes, Changes, list[Any]]:
+    """A flush's pending rows: those whose stored weight is known and whose new weight is not
+    0, those whose stored weight is not known, and the known rows whose weight reaches 0."""
+    sure: Changes = []
+    unsure: Changes = []
+    gone: list[Any] = []
+    for row, c in pending.items():
+        stored = known.get(row)
+        if stored is None:
+            unsure.append((row, c))
+        elif stored + c:
+            sure.append((row, c))
+        elif stored:
+            gone.append(row)
+    return sure, unsure, gone
 
 
 def _note_keys_py(
@@ -919,6 +929,9 @@ def _file_py(buckets: Buckets, f: Callable[[Any], Any], items: dict[Any, int]) -
 #: step instead of at every dict operation); the Python functions are the reference.
 _file: Callable[[Buckets, Callable[[Any], Any], dict[Any, int]], None] = (
     _file_py if speedups is None else speedups.file_weights
+)
+_split_pending: Callable[[dict[Any, int], dict[Any, int]], tuple[Changes, Changes, list[Any]]] = (
+    _split_pending_py if speedups is None else speedups.split_pending
 )
 _note_keys: Callable[
     [Iterable[Any], Buckets, dict[Any, int], bool, list[tuple[Any, Any, int]]], None

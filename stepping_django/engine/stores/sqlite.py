@@ -63,6 +63,31 @@ _bind_flat: Callable[[list[tuple[Any, ...]], tuple[Any, ...]], Params] = (
 )
 
 
+def _ids_by_delta_py(changes: Changes, id_of: IdOf) -> tuple[list[bytes], dict[int, list[bytes]]]:
+    """The identity of each changed row, and the identities by weight change."""
+    ids = [id_of(row) for row, _ in changes]
+    by_delta: dict[int, list[bytes]] = {}
+    for rid, (_, c) in zip(ids, changes):
+        by_delta.setdefault(c, []).append(rid)
+    return ids, by_delta
+
+
+def _rows_left_py(
+    write_row: Callable[..., tuple[Any, ...]], ids: list[bytes], changes: Changes, gone: set[bytes]
+) -> list[tuple[Any, ...]]:
+    """The write parameters of the changed rows a settling delete did not take."""
+    return [write_row(row, rid, c) for rid, (row, c) in zip(ids, changes) if rid not in gone]
+
+
+#: In C where the C module is built: each runs once per changed row of a flush.
+_ids_by_delta: Callable[[Changes, IdOf], tuple[list[bytes], dict[int, list[bytes]]]] = (
+    _ids_by_delta_py if speedups is None else speedups.ids_by_delta
+)
+_rows_left: Callable[..., list[tuple[Any, ...]]] = (
+    _rows_left_py if speedups is None else speedups.rows_left
+)
+
+
 def _key_params(cols: Sequence[Column], keys: list[tuple[Any, ...]]) -> Params:
     """Encoded keys, flat, each part as its column's kind binds it (`KeyKind.param`)."""
     params = tuple(c.kind.param for c in cols)
@@ -158,10 +183,7 @@ class SQLiteDialect(Dialect):
         which the partial index of `extra_ddl` answers in one probe (usually: none). Only
         the rows left are encoded for the upsert, with the identities found here (not
         through `write`, which would look each one up again)."""
-        ids = [id_of(row) for row, _ in changes]
-        by_delta: dict[int, list[bytes]] = {}
-        for rid, (_, c) in zip(ids, changes):
-            by_delta.setdefault(c, []).append(rid)
+        ids, by_delta = _ids_by_delta(changes, id_of)
         if (
             table.extra_indexed
             and any(c > 0 for c in by_delta)
@@ -180,8 +202,7 @@ class SQLiteDialect(Dialect):
                 )
                 gone.update(row_id for (row_id,) in cur)
         # The identities are known now: the rows' parameters need only their data.
-        write_row = table.write_row
-        rest = [write_row(row, rid, c) for rid, (row, c) in zip(ids, changes) if rid not in gone]
+        rest = _rows_left(table.write_row, ids, changes, gone)
         if rest:
             self.upsert(conn, table, rest)
 

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as hs
 
 from stepping_django import engine as st
-from stepping_django.engine.stores import sql
+from stepping_django.engine.serialize import identity
+from stepping_django.engine.stores import sql, sqlite
 from stepping_django.engine.stores.base import Ordered, StateSpec
 from tests.conftest import needs_speedups
 from tests.engine.seed_query import LineItem, Product, cache, graph
@@ -305,3 +306,30 @@ def test_filing_and_noting_keys_in_c_give_what_python_gives(
         note(keys, buckets, known_now, pairing, replaced)
         noted.append((list(known_now.items()), replaced))
     assert noted[0] == noted[1]
+
+
+@given(
+    pending_rows,
+    hs.dictionaries(hs.tuples(hs.integers(0, 4), hs.integers(0, 3)), hs.integers(-2, 2)),
+)
+def test_a_flushs_rows_are_sorted_and_settled_in_c_as_in_python(
+    pending: dict[Any, int], known: dict[Any, int]
+) -> None:
+    """The pending rows split by what is known of their stored weights; then, for the rows
+    not known, their identities by weight change and the write parameters of those a
+    settling delete did not take: the same lists, dicts and order from C and Python."""
+    speedups = needs_speedups()
+    split = speedups.split_pending(pending, known)
+    assert split == sql._split_pending_py(pending, known)
+    unsure = split[1]
+    ids, by_delta = speedups.ids_by_delta(unsure, identity)
+    py_ids, py_by_delta = sqlite._ids_by_delta_py(unsure, identity)
+    assert ids == py_ids and list(by_delta.items()) == list(py_by_delta.items())
+    gone = set(ids[::2])
+
+    def write_row(row: Any, rid: bytes, c: int) -> tuple[Any, ...]:
+        return (rid, row, c)
+
+    assert speedups.rows_left(write_row, ids, unsure, gone) == sqlite._rows_left_py(
+        write_row, ids, unsure, gone
+    )
