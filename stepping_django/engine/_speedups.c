@@ -2113,6 +2113,90 @@ static PyObject *rows_left(PyObject *module, PyObject *const *args, Py_ssize_t n
     return out;
 }
 
+/* -- join ------------------------------------------------------------------------------ */
+
+/* by_key(f, items) -> dict: join.by_key_py, in C. */
+static PyObject *by_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "by_key(f, items: dict)");
+        return NULL;
+    }
+    PyObject *f = args[0], *items = args[1], *row, *c;
+    PyObject *out = PyDict_New();
+    Py_ssize_t pos = 0;
+    while (out != NULL && PyDict_Next(items, &pos, &row, &c)) {
+        Py_INCREF(row);
+        Py_INCREF(c);
+        PyObject *k = PyObject_CallOneArg(f, row), *entry = NULL, *rows;
+        int ok = -1;
+        if (k != NULL && (entry = PyTuple_Pack(2, row, c)) != NULL) {
+            if ((rows = PyDict_GetItemWithError(out, k)) != NULL) {
+                ok = PyList_Append(rows, entry);
+            } else if (!PyErr_Occurred() && (rows = PyList_New(1)) != NULL) {
+                PyList_SET_ITEM(rows, 0, Py_NewRef(entry));
+                ok = PyDict_SetItem(out, k, rows);
+                Py_DECREF(rows);
+            }
+        }
+        Py_XDECREF(k);
+        Py_XDECREF(entry);
+        Py_DECREF(row);
+        Py_DECREF(c);
+        if (ok < 0) Py_CLEAR(out);
+    }
+    return out;
+}
+
+/* join_pairs(found, keyed, keyed_left) -> dict: join.join_pairs_py, in C. */
+static PyObject *join_pairs(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "join_pairs(found: dict, keyed: dict, keyed_left)");
+        return NULL;
+    }
+    int keyed_left = PyObject_IsTrue(args[2]);
+    if (keyed_left < 0 || !ready()) return NULL;
+    PyObject *found = args[0], *keyed = args[1], *k, *rows;
+    PyObject *out = PyDict_New();
+    Py_ssize_t pos = 0;
+    while (out != NULL && PyDict_Next(found, &pos, &k, &rows)) {
+        PyObject *mine = PyDict_GetItemWithError(keyed, k);
+        if (mine == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, k);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_INCREF(k);
+        Py_INCREF(rows);
+        Py_INCREF(mine);
+        int ok = PyList_Check(mine) && PyDict_Check(rows) ? 0 : -1;
+        if (ok < 0) PyErr_SetString(PyExc_TypeError, "join_pairs: lists of (row, weight), dicts");
+        for (Py_ssize_t i = 0; ok == 0 && i < PyList_GET_SIZE(mine); i++) {
+            PyObject *entry = PyList_GET_ITEM(mine, i), *row, *c;
+            if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+                PyErr_SetString(PyExc_TypeError, "join_pairs: lists of (row, weight)");
+                ok = -1;
+                break;
+            }
+            PyObject *krow = PyTuple_GET_ITEM(entry, 0), *kc = PyTuple_GET_ITEM(entry, 1);
+            Py_ssize_t p2 = 0;
+            while (ok == 0 && PyDict_Next(rows, &p2, &row, &c)) {
+                PyObject *pair = keyed_left ? pair_make(krow, row) : pair_make(row, krow);
+                PyObject *w = pair == NULL ? NULL
+                              : keyed_left ? PyNumber_Multiply(kc, c)
+                                           : PyNumber_Multiply(c, kc);
+                ok = w == NULL ? -1 : PyDict_SetItem(out, pair, w);
+                Py_XDECREF(pair);
+                Py_XDECREF(w);
+            }
+        }
+        Py_DECREF(k);
+        Py_DECREF(rows);
+        Py_DECREF(mine);
+        if (ok < 0) Py_CLEAR(out);
+    }
+    return out;
+}
+
 /* -- group_reduce's step ----------------------------------------------------------------- */
 
 /* `v` mod MARK_MODULUS, in [0, MARK_MODULUS), for any int. */
@@ -2366,6 +2450,10 @@ static PyMethodDef methods[] = {
      "ids_by_delta(changes, id_of) -> (ids, by_delta): sqlite._ids_by_delta_py."},
     {"rows_left", (PyCFunction)(void (*)(void))rows_left, METH_FASTCALL,
      "rows_left(write_row, ids, changes, gone) -> list: sqlite._rows_left_py."},
+    {"by_key", (PyCFunction)(void (*)(void))by_key, METH_FASTCALL,
+     "by_key(f, items) -> dict: join.by_key_py, in C."},
+    {"join_pairs", (PyCFunction)(void (*)(void))join_pairs, METH_FASTCALL,
+     "join_pairs(found, keyed, keyed_left) -> dict: join.join_pairs_py, in C."},
     {"group_accumulate", (PyCFunction)(void (*)(void))group_accumulate, METH_FASTCALL,
      "group_accumulate(items, by, pick) -> dict: group_reduce.accumulate_py, in C."},
     {"group_merge", (PyCFunction)(void (*)(void))group_merge, METH_FASTCALL,

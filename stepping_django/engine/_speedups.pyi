@@ -117,3 +117,12 @@ def rows_left(
     gone: set[bytes],
     /,
 ) -> list[tuple[Any, ...]]: ...
+def by_key(
+    f: Callable[[Any], Any], items: dict[Any, int], /
+) -> dict[Any, list[tuple[Any, int]]]: ...
+def join_pairs(
+    found: dict[Any, dict[Any, int]],
+    keyed: dict[Any, list[tuple[Any, int]]],
+    keyed_left: bool,
+    /,
+) -> dict[Any, int]: ...

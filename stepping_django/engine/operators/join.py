@@ -12,7 +12,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from stepping_django.engine.data import Pair
+from stepping_django.engine.data import Pair, speedups
 from stepping_django.engine.graph import CompileError, Vertex
 from stepping_django.engine.index import Index, with_group
 from stepping_django.engine.operators.common import concrete, is_stream
@@ -21,9 +21,10 @@ from stepping_django.engine.stores.base import State, StateSpec
 from stepping_django.engine.zset import ZSetPython
 
 
-def by_key(f: Callable[[Any], Any], z: ZSetPython[Any]) -> dict[Any, list[tuple[Any, int]]]:
+def by_key_py(f: Callable[[Any], Any], items: dict[Any, int]) -> dict[Any, list[tuple[Any, int]]]:
+    """A change's rows by their key `f(row)`."""
     out: dict[Any, list[tuple[Any, int]]] = {}
-    for row, c in z.data.items():
+    for row, c in items.items():
         k = f(row)
         rows = out.get(k)
         if rows is None:
@@ -31,6 +32,35 @@ def by_key(f: Callable[[Any], Any], z: ZSetPython[Any]) -> dict[Any, list[tuple[
         else:
             rows.append((row, c))
     return out
+
+
+def join_pairs_py(
+    found: dict[Any, dict[Any, int]], keyed: dict[Any, list[tuple[Any, int]]], keyed_left: bool
+) -> dict[Any, int]:
+    """The pairs of a change's rows (`keyed`, by key) with the stored rows of the other side
+    found at their keys; with one side changed, every pair is distinct."""
+    if keyed_left:
+        return {
+            Pair(lrow, rrow): lc * rc
+            for k, rrows in found.items()
+            for lrow, lc in keyed[k]
+            for rrow, rc in rrows.items()
+        }
+    return {
+        Pair(lrow, rrow): lc * rc
+        for k, lrows in found.items()
+        for rrow, rc in keyed[k]
+        for lrow, lc in lrows.items()
+    }
+
+
+#: In C where the C module is built (every row a join changes or outputs passes here).
+by_key: Callable[[Callable[[Any], Any], dict[Any, int]], dict[Any, list[tuple[Any, int]]]] = (
+    by_key_py if speedups is None else speedups.by_key
+)
+join_pairs: Callable[
+    [dict[Any, dict[Any, int]], dict[Any, list[tuple[Any, int]]], bool], dict[Any, int]
+] = join_pairs_py if speedups is None else speedups.join_pairs
 
 
 def join_change(
@@ -50,27 +80,14 @@ def join_change(
     out: dict[Any, int] = {}
     get = out.get
     left_at_r: dict[Any, dict[Any, int]] = {}
-    lk = by_key(on_left.f, dl) if dl else {}
-    rk = by_key(on_right.f, dr) if dr else {}
+    lk = by_key(on_left.f, dl.data) if dl else {}
+    rk = by_key(on_right.f, dr.data) if dr else {}
     if lk and not rk:
-        # One side changed: every (left, right) pair below is distinct, weights non-zero.
-        found = rs.lookup(on_right, lk.keys())
-        out = {
-            Pair(lrow, rrow): lc * rc
-            for k, rrows in found.items()
-            for lrow, lc in lk[k]
-            for rrow, rc in rrows.items()
-        }
-        return out, left_at_r
+        # One side changed: every (left, right) pair is distinct, weights non-zero.
+        return join_pairs(rs.lookup(on_right, lk.keys()), lk, True), left_at_r
     if rk and not lk:
         left_at_r = ls.lookup(on_left, rk.keys())
-        out = {
-            Pair(lrow, rrow): lc * rc
-            for k, lrows in left_at_r.items()
-            for rrow, rc in rk[k]
-            for lrow, lc in lrows.items()
-        }
-        return out, left_at_r
+        return join_pairs(left_at_r, rk, False), left_at_r
     if lk:
         for k, rrows in rs.lookup(on_right, lk.keys()).items():
             for lrow, lc in lk[k]:
@@ -124,7 +141,7 @@ class JoinVertex(Vertex):
 def join_from_scratch(
     l: ZSetPython[Any], r: ZSetPython[Any], on_left: Index[Any, Any], on_right: Index[Any, Any]
 ) -> ZSetPython[Any]:
-    right = by_key(on_right.f, r)
+    right = by_key_py(on_right.f, r.data)
     out: dict[Any, int] = {}
     for lrow, lc in l.data.items():
         for rrow, rc in right.get(on_left.f(lrow), ()):

@@ -69,7 +69,7 @@ class OuterJoinVertex(Vertex):
             if flip:
                 k = fr(row)
                 dn[k] = dn.get(k, 0) + flip
-        lk = by_key(fl, dl) if dl else {}
+        lk = by_key(fl, dl.data) if dl else {}
         touched = lk.keys() | dn.keys()
         current = keys.lookup(self.key_index, touched) if touched else {}
         key_change: dict[Any, int] = {}

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from stepping_django import engine as st
+from stepping_django.engine.operators import join
+from tests.conftest import needs_speedups
 from tests.engine.operators.driver import (
     Item,
     Priced,
@@ -138,3 +144,29 @@ def test_join_on_signed_zero_float_keys_matches_from_scratch(
     make_store: StoreMaker, run: list[Step]
 ) -> None:
     check_incremental(make_store, by_weight, run)
+
+
+keyed_rows = hs.dictionaries(
+    hs.tuples(hs.integers(0, 3), hs.text(max_size=1)), hs.integers(-2, 2).filter(bool), max_size=8
+)
+
+
+def first_part(row: tuple[int, str]) -> int:
+    return row[0]
+
+
+@given(keyed_rows, keyed_rows, hs.booleans())
+def test_a_joins_loops_in_c_give_what_python_gives(
+    changed: dict[Any, int], stored: dict[Any, int], changed_left: bool
+) -> None:
+    """A change's rows by key, and their pairs with the stored rows found at those keys:
+    the same dicts, pairs and weights, in the same order, from C and Python."""
+    speedups = needs_speedups()
+    keyed = speedups.by_key(first_part, changed)
+    assert list(keyed.items()) == list(join.by_key_py(first_part, changed).items())
+    found: dict[Any, dict[Any, int]] = {}
+    for row, c in stored.items():
+        if row[0] in keyed:
+            found.setdefault(row[0], {})[row] = c
+    made = speedups.join_pairs(found, keyed, changed_left)
+    assert list(made.items()) == list(join.join_pairs_py(found, keyed, changed_left).items())
