@@ -846,14 +846,19 @@ typedef struct {
 static PyTypeObject PairCType;
 static PyObject *pair_salt, *frozen_error;
 
+/* -1 with AttributeError when a side of `p` is unset (a pair made by Pair.__new__ alone), as
+ * reading the unset slot of the Python Pair raises. */
+static int pair_unset(PairObject *p) {
+    if (p->left != NULL && p->right != NULL) return 0;
+    PyErr_SetString(PyExc_AttributeError, p->left == NULL ? "left" : "right");
+    return -1;
+}
+
 /* The hash of (PAIR_SALT, left, right), cached; -1 with an error set when it has none. */
 static Py_hash_t pair_hash(PyObject *self) {
     PairObject *p = (PairObject *)self;
     if (p->has_hash) return p->hash;
-    if (p->left == NULL || p->right == NULL) {
-        PyErr_SetString(PyExc_AttributeError, p->left == NULL ? "left" : "right");
-        return -1;
-    }
+    if (pair_unset(p) < 0) return -1;
     PyObject *values = PyTuple_Pack(3, pair_salt, p->left, p->right);
     if (values == NULL) return -1;
     Py_hash_t h = PyObject_Hash(values);
@@ -987,17 +992,11 @@ static PyObject *right_eq(void *arg) {
 
 static PyObject *pair_richcompare(PyObject *self, PyObject *other, int op) {
     PairObject *p = (PairObject *)self;
-    if (p->left == NULL || p->right == NULL) {
-        PyErr_SetString(PyExc_AttributeError, p->left == NULL ? "left" : "right");
-        return NULL;
-    }
+    if (pair_unset(p) < 0) return NULL;
     if (op == Py_EQ || op == Py_NE) {
         if (Py_TYPE(other) != &PairCType) Py_RETURN_NOTIMPLEMENTED;
         PairObject *o = (PairObject *)other;
-        if (o->left == NULL || o->right == NULL) {
-            PyErr_SetString(PyExc_AttributeError, o->left == NULL ? "left" : "right");
-            return NULL;
-        }
+        if (pair_unset(o) < 0) return NULL;
         Sides rights = {p->right, o->right};
         PyObject *eq = both(PyObject_RichCompare(p->left, o->left, Py_EQ), right_eq, &rights);
         if (eq == NULL || op == Py_EQ) return eq;
@@ -1021,19 +1020,13 @@ static PyObject *pair_richcompare(PyObject *self, PyObject *other, int op) {
 
 static PyObject *pair_repr(PyObject *self) {
     PairObject *p = (PairObject *)self;
-    if (p->left == NULL || p->right == NULL) {
-        PyErr_SetString(PyExc_AttributeError, p->left == NULL ? "left" : "right");
-        return NULL;
-    }
+    if (pair_unset(p) < 0) return NULL;
     return PyUnicode_FromFormat("Pair(left=%R, right=%R)", p->left, p->right);
 }
 
 static PyObject *pair_reduce(PyObject *self, PyObject *unused) {
     PairObject *p = (PairObject *)self;
-    if (p->left == NULL || p->right == NULL) {
-        PyErr_SetString(PyExc_AttributeError, p->left == NULL ? "left" : "right");
-        return NULL;
-    }
+    if (pair_unset(p) < 0) return NULL;
     return Py_BuildValue("O(OO)", (PyObject *)Py_TYPE(self), p->left, p->right);
 }
 

@@ -182,10 +182,14 @@ class Column:
     def encode(self, v: Any) -> Any:
         return None if v is None else self.kind.encode(v)
 
+    @property
+    def encoder(self) -> Encode | None:
+        """The kind's encoder, or None for values stored as they are (no call to make)."""
+        return None if self.kind.encode is same else self.kind.encode
+
     def param_spec(self) -> ParamSpec:
-        """What a row's write passes for this column: `encode`, then the kind's `param`."""
-        encode = self.kind.encode
-        return (None if encode is same else encode, self.kind.param)
+        """What a row's write passes for this column: `encoder`, then the kind's `param`."""
+        return (self.encoder, self.kind.param)
 
 
 # -- dialects ---------------------------------------------------------------------------
@@ -467,7 +471,7 @@ def _encode_keys(
 
     A key with None for a NOT NULL column is left out: no row is under it, and SQLite
     answers `col IS NULL OR col IN (...)` on such a column by reading every row."""
-    encodes = tuple(None if c.kind.encode is same else c.kind.encode for c in cols)
+    encodes = tuple(c.encoder for c in cols)
     complete, with_none = _encode_parts(keys, index.is_composite, encodes)
     by_pattern: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
     for key in with_none:
@@ -530,9 +534,6 @@ class SQLState:
         self._looked: dict[Index[Any, Any], set[Any]] = {}
         self._rows = known_rows()
 
-    def _id(self, row: Any) -> bytes:
-        return self._rows.id(row)
-
     def add(self, change: ZSetPython[Any]) -> None:
         items = change.data
         if not items:
@@ -569,7 +570,7 @@ class SQLState:
     def weights(self, rows: Collection[Any]) -> dict[Any, int]:
         if not rows:
             return {}
-        by_id = {self._id(row): row for row in rows}
+        by_id = {self._rows.id(row): row for row in rows}
         out: dict[Any, int] = {}
         for ids in self._chunks(by_id, 1):
             cond, params = self._store.dialect.ids_in(ids)
@@ -694,7 +695,7 @@ class SQLState:
         for row_id, data, c in found:
             rows[bytes(row_id)] = [self._rows.load(row_id, data), c]
         for row, d in pending_rows.items():
-            entry = rows.setdefault(self._id(row), [row, 0])
+            entry = rows.setdefault(self._rows.id(row), [row, 0])
             entry[1] += d
         return _take_first_per_group(ordered, n, rows)
 
@@ -741,7 +742,7 @@ class SQLState:
                     f"FROM {t.q} WHERE {where}) AS w WHERE rn <= {d.ph}"
                 )
             params = [*params, limit]
-        pending_ids = [self._id(row) for row in self._pending_in(ordered.group, groups)]
+        pending_ids = [self._rows.id(row) for row in self._pending_in(ordered.group, groups)]
         if pending_ids:
             cond, more = d.ids_in(pending_ids)
             top = f"{top} UNION ALL {select} WHERE {cond}"

@@ -148,7 +148,7 @@ def test_keys_encoded_and_bound_in_c_are_the_python_ones(rows: list[Reading]) ->
         table = Table(StateSpec("readings", indexes=KEYS), dialect)
         for index, cols in table.columns.items():
             keys = [index.f(r) for r in rows]
-            encodes = tuple(None if c.kind.encode is sql.same else c.kind.encode for c in cols)
+            encodes = tuple(c.encoder for c in cols)
             made = sql.speedups.encode_parts(keys, index.is_composite, encodes)
             assert made == sql._encode_parts_py(keys, index.is_composite, encodes)
             params = tuple(c.kind.param for c in cols)
